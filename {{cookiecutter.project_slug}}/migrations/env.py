@@ -1,0 +1,56 @@
+"""Run migrations with the service's own settings and an async engine."""
+
+import asyncio
+from logging.config import fileConfig
+
+from alembic import context
+from sqlalchemy import pool
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import {{ cookiecutter.package_name }}.items.models  # noqa: F401  (registers the tables)
+from {{ cookiecutter.package_name }}.infrastructure.config import load_settings
+from {{ cookiecutter.package_name }}.infrastructure.database import Base
+
+config = context.config
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+target_metadata = Base.metadata
+
+
+def database_url() -> str:
+    """Use the URL a caller passed in (tests do), else the one the service would use."""
+    url = config.attributes.get("database_url")
+    return str(url) if url is not None else load_settings().url
+
+
+def run_migrations_offline() -> None:
+    """Write the SQL for the migrations instead of running it."""
+    context.configure(url=database_url(), target_metadata=target_metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations(connection: Connection) -> None:
+    """Run the pending migrations in one transaction on `connection`."""
+    context.configure(connection=connection, target_metadata=target_metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_migrations_online() -> None:
+    """Connect with a throwaway engine, migrate, and dispose of the engine."""
+    # No pool: a migration is one short-lived connection.
+    engine = create_async_engine(database_url(), poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(run_migrations)
+    finally:
+        await engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    asyncio.run(run_migrations_online())

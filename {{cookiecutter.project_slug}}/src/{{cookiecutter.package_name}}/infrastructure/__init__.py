@@ -1,0 +1,1 @@
+"""What the service uses to talk to the outside world: configuration and the database."""

@@ -1,0 +1,69 @@
+"""HTTP routes for items."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+
+from {{ cookiecutter.package_name }}.infrastructure.database import SessionDep
+from {{ cookiecutter.package_name }}.items import service
+from {{ cookiecutter.package_name }}.items.models import Item
+from {{ cookiecutter.package_name }}.items.schemas import ItemCreate, ItemPublic, ItemUpdate
+
+# The id column is a 32-bit integer; larger ids cannot exist, so they are a 422.
+MAX_ID = 2_147_483_647
+
+router = APIRouter(prefix="/items", tags=["items"])
+
+
+async def valid_item_id(
+    item_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep
+) -> Item:
+    """Load the item named in the path, or answer 404."""
+    item = await service.get_item(session=session, item_id=item_id)
+    if item is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"Item {item_id} not found")
+    return item
+
+
+ItemDep = Annotated[Item, Depends(valid_item_id)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_item(data: ItemCreate, session: SessionDep) -> ItemPublic:
+    """Create an item."""
+    item = await service.create_item(session=session, data=data)
+    return ItemPublic.model_validate(item)
+
+
+@router.get("")
+async def list_items(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+) -> list[ItemPublic]:
+    """List items, oldest first."""
+    items = await service.list_items(session=session, limit=limit, offset=offset)
+    return [ItemPublic.model_validate(item) for item in items]
+
+
+@router.get("/{item_id}", responses={status.HTTP_404_NOT_FOUND: {"description": "No such item"}})
+async def get_item(item: ItemDep) -> ItemPublic:
+    """Return one item."""
+    return ItemPublic.model_validate(item)
+
+
+@router.patch("/{item_id}", responses={status.HTTP_404_NOT_FOUND: {"description": "No such item"}})
+async def update_item(item: ItemDep, data: ItemUpdate, session: SessionDep) -> ItemPublic:
+    """Change some fields of an item."""
+    item = await service.update_item(session=session, item=item, data=data)
+    return ItemPublic.model_validate(item)
+
+
+@router.delete(
+    "/{item_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={status.HTTP_404_NOT_FOUND: {"description": "No such item"}},
+)
+async def delete_item(item: ItemDep, session: SessionDep) -> None:
+    """Delete an item."""
+    await service.delete_item(session=session, item=item)

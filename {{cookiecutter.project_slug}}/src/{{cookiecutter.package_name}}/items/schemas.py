@@ -1,0 +1,89 @@
+"""What clients send and receive for items."""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from {{ cookiecutter.package_name }}.items.models import (
+    DESCRIPTION_MAX_LENGTH,
+    NAME_MAX_LENGTH,
+    PRICE_DECIMAL_PLACES,
+    PRICE_DIGITS,
+)
+
+# PostgreSQL text cannot hold NUL characters: refuse them as bad input (422)
+# instead of letting the driver fail the request with a 500.
+_NO_NUL = r"^[^\x00]*$"
+
+Name = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH, pattern=_NO_NUL
+    ),
+]
+Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH, pattern=_NO_NUL)]
+_CENT = Decimal(1).scaleb(-PRICE_DECIMAL_PLACES)
+
+# Quantised on the way in, so a new item's response shows the price as stored.
+Price = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMAL_PLACES),
+    AfterValidator(lambda price: price.quantize(_CENT)),
+]
+
+
+class ItemCreate(BaseModel):
+    """A new item."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "Espresso cup", "description": "Porcelain, 80 ml", "price": "9.50"}
+            ]
+        },
+    )
+
+    name: Name
+    description: Description | None = None
+    price: Price
+
+
+class ItemUpdate(BaseModel):
+    """Changes to an item; fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"price": "8.90"}]})
+
+    name: Name | None = None
+    description: Description | None = None
+    price: Price | None = None
+
+    @field_validator("name", "price", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Validators see only values the client sent, so this rejects an explicit
+        # null while still allowing the field to be left out.
+        if value is None:
+            raise ValueError("may be left out but not set to null")
+        return value
+
+
+class ItemPublic(BaseModel):
+    """An item as the API shows it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    description: str | None
+    price: Decimal
+    created_at: datetime

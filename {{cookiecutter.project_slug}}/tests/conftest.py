@@ -1,0 +1,167 @@
+"""Shared fixtures: one throwaway PostgreSQL database per run, built by the migrations.
+
+Set TEST_DATABASE_URL to a PostgreSQL server where the test user may create
+databases; the default is the local server's `postgres` user.
+"""
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
+from {{ cookiecutter.package_name }}.infrastructure.database import Database
+from {{ cookiecutter.package_name }}.main import create_app
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_TEST_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Keep the developer's DATABASE_* variables and .env file out of every test."""
+    for name in list(os.environ):
+        if name.startswith("DATABASE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def admin_url() -> URL:
+    """The server the tests may create databases on."""
+    raw = os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
+    return make_url(load_settings(_env_file=None, database_url=raw).url)
+
+
+async def run_admin_statement(statement: str) -> None:
+    """Run one statement outside a transaction (CREATE/DROP DATABASE need that)."""
+    engine = create_async_engine(
+        admin_url(), poolclass=NullPool, connect_args={"timeout": 5}
+    ).execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """Create a database for this run, migrate it to head, and drop it at the end."""
+    name = f"test_{{ cookiecutter.package_name }}_{uuid.uuid4().hex[:12]}"
+    try:
+        asyncio.run(run_admin_statement(f'CREATE DATABASE "{name}"'))
+    except (OSError, TimeoutError, SQLAlchemyError) as error:
+        where = admin_url().render_as_string(hide_password=True)
+        pytest.exit(
+            f"PostgreSQL is not reachable at {where} ({type(error).__name__}); start one, or set "
+            "TEST_DATABASE_URL=postgresql+asyncpg://user:password@host:5432/postgres",
+            returncode=3,
+        )
+    url = admin_url().set(database=name).render_as_string(hide_password=False)
+    try:
+        config = Config(PROJECT_ROOT / "alembic.ini")
+        config.attributes["database_url"] = url
+        config.attributes["configure_logger"] = False
+        command.upgrade(config, "head")
+        yield url
+    finally:
+        asyncio.run(run_admin_statement(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def application_name() -> str:
+    """A name no other test uses, to find this test's connections in pg_stat_activity."""
+    return f"test-{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture
+def settings(database_url: str, application_name: str) -> Settings:
+    """Settings for the test database: the dev profile, without SQL echo."""
+    return load_settings(
+        _env_file=None,
+        database_url=database_url,
+        database_echo=False,
+        database_application_name=application_name,
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The application, started and stopped through its real lifespan."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+async def committing_client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    """A client whose writes are really committed; the items table is emptied afterwards."""
+    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    async with AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+    database: Database = app.state.database
+    async with database.engine.begin() as connection:
+        await connection.execute(text("TRUNCATE items RESTART IDENTITY"))
+
+
+@pytest.fixture
+async def connection(app: FastAPI) -> AsyncIterator[AsyncConnection]:
+    """An open transaction that every request joins and that is rolled back after the test."""
+    database: Database = app.state.database
+    async with database.engine.connect() as connection:
+        transaction = await connection.begin()
+        # Each request's commit releases a SAVEPOINT inside this transaction
+        # instead of committing, so the test leaves nothing behind.
+        app.state.database = replace(
+            database,
+            sessionmaker=async_sessionmaker(
+                bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+            ),
+        )
+        try:
+            yield connection
+        finally:
+            app.state.database = database
+            await transaction.rollback()
+
+
+@pytest.fixture
+async def client(app: FastAPI, connection: AsyncConnection) -> AsyncIterator[AsyncClient]:
+    """A client whose requests are rolled back after the test; send them one at a time."""
+    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    async with AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+async def connection_count(application_name: str, *, expected: int, within: float = 5.0) -> int:
+    """Count the server's connections named `application_name`, waiting up to `within` seconds.
+
+    A backend leaves pg_stat_activity a moment after its client hangs up, so the
+    count is read again until it equals `expected` or the time is up.
+    """
+    engine = create_async_engine(admin_url(), poolclass=NullPool)
+    query = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    try:
+        while True:
+            async with engine.connect() as connection:
+                count: int = (await connection.scalar(query, {"name": application_name})) or 0
+            if count == expected or loop.time() > deadline:
+                return count
+            await asyncio.sleep(0.05)
+    finally:
+        await engine.dispose()

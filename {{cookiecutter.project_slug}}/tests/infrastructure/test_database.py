@@ -1,0 +1,145 @@
+"""The session dependency and session_scope own the transaction: commit, roll back, always close."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from fastapi import FastAPI, HTTPException, status
+from httpx import AsyncClient
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool, QueuePool
+
+from {{ cookiecutter.package_name }}.infrastructure.database import Database, SessionDep, session_scope
+from {{ cookiecutter.package_name }}.items import service
+from {{ cookiecutter.package_name }}.items.models import Item
+from {{ cookiecutter.package_name }}.items.schemas import ItemCreate
+
+NEW_ITEM = ItemCreate.model_validate({"name": "Teapot", "price": "12.00"})
+
+
+async def committed_item_count(database_url: str) -> int:
+    """Count the items another connection can see, i.e. what was really committed."""
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            return (await connection.scalar(select(func.count()).select_from(Item))) or 0
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def failing_routes(app: FastAPI) -> FastAPI:
+    """Add routes that write an item and then fail in different ways."""
+
+    async def write_then_refuse(session: SessionDep) -> None:
+        await service.create_item(session=session, data=NEW_ITEM)
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="refused after writing")
+
+    async def write_then_crash(session: SessionDep) -> None:
+        await service.create_item(session=session, data=NEW_ITEM)
+        raise RuntimeError("handler bug after writing")
+
+    async def write_then_fail_at_commit(session: SessionDep) -> dict[str, str]:
+        await service.create_item(session=session, data=NEW_ITEM)
+        # A deferred constraint is only checked at COMMIT, so the handler
+        # returns normally and the commit itself fails.
+        await session.execute(
+            text("CREATE TEMP TABLE pair (n int UNIQUE DEFERRABLE INITIALLY DEFERRED)")
+        )
+        await session.execute(text("INSERT INTO pair VALUES (1), (1)"))
+        return {"status": "looks fine until commit"}
+
+    app.add_api_route("/test/refuse", write_then_refuse, methods=["POST"])
+    app.add_api_route("/test/crash", write_then_crash, methods=["POST"])
+    app.add_api_route("/test/fail-at-commit", write_then_fail_at_commit, methods=["POST"])
+    return app
+
+
+async def test_a_successful_write_is_committed(
+    committing_client: AsyncClient, database_url: str
+) -> None:
+    response = await committing_client.post("/items", json={"name": "Cup", "price": "3.00"})
+    assert response.status_code == 201
+    assert await committed_item_count(database_url) == 1
+
+
+@pytest.mark.usefixtures("failing_routes")
+@pytest.mark.parametrize(
+    ("path", "expected_status"),
+    [
+        ("/test/refuse", status.HTTP_409_CONFLICT),
+        ("/test/crash", status.HTTP_500_INTERNAL_SERVER_ERROR),
+        ("/test/fail-at-commit", status.HTTP_500_INTERNAL_SERVER_ERROR),
+    ],
+)
+async def test_a_failing_request_leaves_nothing_behind(
+    committing_client: AsyncClient, database_url: str, path: str, expected_status: int
+) -> None:
+    response = await committing_client.post(path)
+    assert response.status_code == expected_status
+    assert await committed_item_count(database_url) == 0
+
+
+@pytest.mark.usefixtures("failing_routes")
+async def test_hundreds_of_mixed_requests_return_every_connection(
+    app: FastAPI, committing_client: AsyncClient, database_url: str
+) -> None:
+    async def one(n: int) -> int:
+        match n % 5:
+            case 0:
+                response = await committing_client.post(
+                    "/items", json={"name": f"n{n}", "price": 1}
+                )
+            case 1:
+                response = await committing_client.get(f"/items/{2_000_000_000 - n}")
+            case 2:
+                response = await committing_client.post("/items", json={"name": "", "price": -1})
+            case 3:
+                response = await committing_client.post("/test/crash")
+            case _:
+                response = await committing_client.post("/test/refuse")
+        return response.status_code
+
+    statuses = await asyncio.gather(*(one(n) for n in range(300)))
+    assert sorted(set(statuses)) == [201, 404, 409, 422, 500]
+    assert statuses.count(201) == 60
+    assert await committed_item_count(database_url) == 60
+    pool = (await committing_client.get("/health/pool")).json()
+    assert pool["checked_out"] == 0
+    assert pool["checked_in"] <= pool["pool_size"]
+
+
+def checked_out(database: Database) -> int:
+    """How many of the pool's connections are in use."""
+    pool = database.engine.pool
+    assert isinstance(pool, QueuePool)
+    return pool.checkedout()
+
+
+@pytest.fixture
+async def database(app: FastAPI) -> AsyncIterator[Database]:
+    """The running application's database; items written through it are removed afterwards."""
+    database: Database = app.state.database
+    yield database
+    async with database.engine.begin() as connection:
+        await connection.execute(text("TRUNCATE items RESTART IDENTITY"))
+
+
+async def test_session_scope_commits_on_success(database: Database, database_url: str) -> None:
+    async with session_scope(database) as session:
+        await service.create_item(session=session, data=NEW_ITEM)
+    assert await committed_item_count(database_url) == 1
+    assert checked_out(database) == 0
+
+
+async def test_session_scope_rolls_back_on_error(database: Database, database_url: str) -> None:
+    async def consume() -> None:
+        async with session_scope(database) as session:
+            await service.create_item(session=session, data=NEW_ITEM)
+            raise ValueError("consumer failed")
+
+    with pytest.raises(ValueError, match="consumer failed"):
+        await consume()
+    assert await committed_item_count(database_url) == 0
+    assert checked_out(database) == 0

@@ -1,0 +1,75 @@
+"""Health routes: liveness without the database, readiness with it, and the pool's figures."""
+
+from collections.abc import AsyncIterator
+
+import pytest
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy.engine import make_url
+
+from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
+from {{ cookiecutter.package_name }}.main import create_app
+from tests.proxy import TcpProxy
+
+
+async def test_live_answers_without_the_database(client: AsyncClient) -> None:
+    response = await client.get("/health/live")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_ready_when_the_database_answers(client: AsyncClient) -> None:
+    response = await client.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_pool_shows_the_profile_and_live_figures(client: AsyncClient) -> None:
+    body = (await client.get("/health/pool")).json()
+    assert body["profile"] == "dev"
+    assert body["pool_size"] == 5
+    assert body["max_overflow"] == 10
+    assert body["pool_timeout"] == 30
+    # The test's own transaction holds one connection while the request runs.
+    assert body["checked_out"] == 1
+    assert body["overflow"] == 0
+    assert body["checked_in"] >= 0
+
+
+@pytest.fixture
+async def proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
+    """A proxy in front of the test database that the test can cut."""
+    url = make_url(settings.url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    yield proxy
+    await proxy.cut()
+
+
+async def test_ready_says_503_while_the_database_is_gone_and_recovers(
+    settings: Settings, proxy: TcpProxy
+) -> None:
+    url = make_url(settings.url).set(host="127.0.0.1", port=proxy.port)
+    app = create_app(
+        load_settings(
+            _env_file=None,
+            database_url=url.render_as_string(hide_password=False),
+            database_echo=False,
+            database_connect_timeout=1,
+        )
+    )
+    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
+        assert (await client.get("/health/ready")).status_code == 200
+
+        await proxy.cut()
+        down = await client.get("/health/ready")
+        assert down.status_code == 503
+        assert down.json() == {"status": "unavailable"}
+        assert (await client.get("/health/live")).status_code == 200
+
+        await proxy.start()
+        assert (await client.get("/health/ready")).status_code == 200
+        assert (await client.get("/items")).status_code == 200
