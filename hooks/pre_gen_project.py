@@ -9,6 +9,10 @@ PACKAGE_NAME = "{{ cookiecutter.package_name }}"
 AUTHOR_EMAIL = "{{ cookiecutter.author_email }}"
 USE_PROMETHEUS = {{ cookiecutter.use_prometheus }}
 
+# Longer names would push generated lines past the formatter's line length.
+MAX_PACKAGE_NAME = 30
+MAX_PROJECT_SLUG = 40
+
 # Import names the generated project depends on, plus names that pytest or
 # the project layout would confuse with the package.
 TAKEN_NAMES = {
@@ -40,12 +44,16 @@ def problem() -> str | None:
         return f"package_name {PACKAGE_NAME!r} is a Python keyword; choose another, e.g. package_name={PACKAGE_NAME}_service"
     if PACKAGE_NAME in TAKEN_NAMES or PACKAGE_NAME in sys.stdlib_module_names:
         return f"package_name {PACKAGE_NAME!r} would shadow the module of that name; choose another, e.g. package_name={PACKAGE_NAME}_service"
+    if len(PACKAGE_NAME) > MAX_PACKAGE_NAME:
+        return f"package_name {PACKAGE_NAME!r} is longer than {MAX_PACKAGE_NAME} characters; it starts every import, so pick a short one, e.g. package_name={PACKAGE_NAME[:MAX_PACKAGE_NAME].rstrip('_')}"
     if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", PROJECT_SLUG):
         return f"project_slug {PROJECT_SLUG!r} must be lowercase words joined by single dashes, e.g. project_slug=orders-service"
+    if len(PROJECT_SLUG) > MAX_PROJECT_SLUG:
+        return f"project_slug {PROJECT_SLUG!r} is longer than {MAX_PROJECT_SLUG} characters; pick a shorter one, e.g. project_slug={PROJECT_SLUG[:MAX_PROJECT_SLUG].rstrip('-')}"
     if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s.]+", AUTHOR_EMAIL):
         return f"author_email {AUTHOR_EMAIL!r} does not look like an e-mail address, e.g. author_email=team@example.com"
     if USE_PROMETHEUS:
-        return "use_prometheus=true is not available in this template version yet; answer use_prometheus=false"
+        return "use_prometheus is not built in this template version yet; set use_prometheus=false"
     return None
 
 

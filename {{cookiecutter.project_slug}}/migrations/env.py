@@ -4,12 +4,13 @@ import asyncio
 from logging.config import fileConfig
 
 from alembic import context
+from alembic.util import CommandError
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import {{ cookiecutter.package_name }}.items.models  # noqa: F401  (registers the tables)
-from {{ cookiecutter.package_name }}.infrastructure.config import load_settings
+from {{ cookiecutter.package_name }}.infrastructure.config import SettingsError, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import Base
 
 config = context.config
@@ -22,7 +23,16 @@ target_metadata = Base.metadata
 def database_url() -> str:
     """Use the URL a caller passed in (tests do), else the one the service would use."""
     url = config.attributes.get("database_url")
-    return str(url) if url is not None else load_settings().url
+    if url is not None:
+        return str(url)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        raise CommandError(str(error)) from None
+    if settings.uses_dev_sqlite:
+        # The dev SQLite file gets its tables from init_db; migrations are for PostgreSQL.
+        raise CommandError("DATABASE_URL is not set; point it at the PostgreSQL to migrate")
+    return settings.url
 
 
 def run_migrations_offline() -> None:

@@ -57,7 +57,8 @@ async def run_admin_statement(statement: str) -> None:
         await engine.dispose()
 
 
-@pytest.fixture(scope="session")
+# Autouse: without PostgreSQL the run stops at once with one line, before any test.
+@pytest.fixture(scope="session", autouse=True)
 def database_url() -> Iterator[str]:
     """Create a database for this run, migrate it to head, and drop it at the end."""
     name = f"test_{{ cookiecutter.package_name }}_{uuid.uuid4().hex[:12]}"

@@ -9,8 +9,12 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from {{ cookiecutter.package_name }}.infrastructure.config import SettingsError, load_settings
+from {{ cookiecutter.package_name }}.infrastructure.config import (
+    SettingsError,
+    load_settings,
+)
 from {{ cookiecutter.package_name }}.infrastructure.database import (
+    ConnectionBudgetError,
     DatabaseUnavailableError,
     wait_for_database,
 )
@@ -18,21 +22,25 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
-    parser = argparse.ArgumentParser(prog="{{ cookiecutter.project_slug }}", description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP server")
-    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    serve.add_argument("--host", help="address to listen on (default: $HOST or 127.0.0.1)")
+    serve.add_argument("--port", help="port to listen on (default: $PORT or 8000)")
     serve.add_argument(
         "--workers",
-        type=int,
-        default=int(os.environ.get("WEB_CONCURRENCY", "1")),
         help="worker processes, each with its own engine and pool (default: $WEB_CONCURRENCY or 1)",
     )
     serve.add_argument(
         "--reload", action="store_true", help="restart on code changes (development)"
     )
     args = parser.parse_args(argv)
+    # Options become environment variables, so that they are validated like
+    # the rest and every worker process reads the same settings.
+    options = {"HOST": args.host, "PORT": args.port, "WEB_CONCURRENCY": args.workers}
+    for variable, value in options.items():
+        if value is not None:
+            os.environ[variable] = value
 
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
@@ -48,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return 2
-    except DatabaseUnavailableError as error:
+    except (DatabaseUnavailableError, ConnectionBudgetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
@@ -56,9 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     uvicorn.run(
         "{{ cookiecutter.package_name }}.main:create_app",
         factory=True,
-        host=args.host,
-        port=args.port,
-        workers=None if args.reload else args.workers,
+        host=settings.host,
+        port=settings.port,
+        workers=None if args.reload else settings.web_concurrency,
         reload=args.reload,
     )
     return 0

@@ -1,30 +1,44 @@
 """Health routes for load balancers, orchestrators and operators."""
 
 import asyncio
-from typing import Annotated, Literal
+import hmac
+from typing import Annotated, Final, Literal
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 
-from {{ cookiecutter.package_name }}.infrastructure.config import Profile, Settings
+from {{ cookiecutter.package_name }}.infrastructure.config import Profile, SettingsDep
 from {{ cookiecutter.package_name }}.infrastructure.database import DatabaseDep
 
 # A probe must answer quickly even when the pool is exhausted or the server hangs.
-READY_TIMEOUT_SECONDS = 2.0
+READY_TIMEOUT_SECONDS: Final = 2.0
 
 router = APIRouter(prefix="/health", tags=["health"])
+bearer = HTTPBearer(auto_error=False, description="HEALTH_POOL_TOKEN")
 
 
-def get_settings(request: Request) -> Settings:
-    """Return the settings the running application was built with."""
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+async def require_pool_token(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """Let the request through only with HEALTH_POOL_TOKEN, unless the pool status is public."""
+    if settings.pool_status_is_public:
+        return
+    expected = settings.health_pool_token
+    given = credentials.credentials if credentials is not None else ""
+    # Without a configured token nothing is accepted: the route is off.
+    if expected is None or not hmac.compare_digest(
+        given.encode(), expected.get_secret_value().encode()
+    ):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="Send HEALTH_POOL_TOKEN as a bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 class HealthStatus(BaseModel):
@@ -34,7 +48,7 @@ class HealthStatus(BaseModel):
 
 
 class PoolStatus(BaseModel):
-    """The connection pool's configuration and live figures."""
+    """The connection pool's configuration, live figures and counters since start-up."""
 
     profile: Profile
     pool_size: int
@@ -43,6 +57,10 @@ class PoolStatus(BaseModel):
     checked_in: int
     checked_out: int
     overflow: int
+    connects: int
+    checkouts: int
+    invalidations: int
+    timeouts: int
 
 
 @router.get("/live")
@@ -66,12 +84,17 @@ async def ready(database: DatabaseDep, response: Response) -> HealthStatus:
     return HealthStatus(status="ok")
 
 
-@router.get("/pool")
+@router.get(
+    "/pool",
+    dependencies=[Depends(require_pool_token)],
+    responses={status.HTTP_401_UNAUTHORIZED: {"description": "Missing or wrong token"}},
+)
 async def pool(database: DatabaseDep, settings: SettingsDep) -> PoolStatus:
     """Show the pool's settings and how many connections are in use right now."""
     pool = database.engine.pool
     if not isinstance(pool, QueuePool):
         raise TypeError(f"expected the engine's queue pool, found {type(pool).__name__}")
+    stats = database.stats
     return PoolStatus(
         profile=settings.database_profile,
         pool_size=pool.size(),
@@ -80,4 +103,8 @@ async def pool(database: DatabaseDep, settings: SettingsDep) -> PoolStatus:
         checked_in=pool.checkedin(),
         checked_out=pool.checkedout(),
         overflow=max(pool.overflow(), 0),
+        connects=stats.connects,
+        checkouts=stats.checkouts,
+        invalidations=stats.invalidations,
+        timeouts=stats.timeouts,
     )

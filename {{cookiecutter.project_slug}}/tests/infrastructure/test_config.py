@@ -1,5 +1,6 @@
 """Settings: profiles pick the pool defaults, variables override them, bad values fail clearly."""
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from {{ cookiecutter.package_name }}.infrastructure.config import (
     DEV_SQLITE_URL,
     POOL_PROFILES,
+    BudgetCheck,
     PoolSettings,
     Profile,
     SettingsError,
@@ -18,9 +20,9 @@ PG_URL = "postgresql+asyncpg://svc:Xq7-not-a-real-pw@db.internal:5432/orders?ssl
 # The documented profile table, written out so that a change to POOL_PROFILES
 # has to be a deliberate change to this test too.
 EXPECTED_PROFILES = {
-    "dev": PoolSettings(5, 10, 30, 3600, pool_pre_ping=True, echo=True),
-    "prod": PoolSettings(20, 40, 30, 3600, pool_pre_ping=True, echo=False),
-    "high-traffic": PoolSettings(50, 100, 10, 1800, pool_pre_ping=True, echo=False),
+    "dev": PoolSettings(5, 10, 30, 3600, True, True, 60_000, 120_000),
+    "prod": PoolSettings(20, 40, 30, 3600, True, False, 15_000, 30_000),
+    "high-traffic": PoolSettings(50, 100, 10, 1800, True, False, 5_000, 10_000),
 }
 
 
@@ -44,6 +46,8 @@ def test_each_profile_yields_its_row(
         ("DATABASE_POOL_RECYCLE", "600", "pool_recycle", 600),
         ("DATABASE_POOL_PRE_PING", "false", "pool_pre_ping", False),
         ("DATABASE_ECHO", "true", "echo", True),
+        ("DATABASE_STATEMENT_TIMEOUT_MS", "250", "statement_timeout_ms", 250),
+        ("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", "0", "idle_in_transaction_timeout_ms", 0),
     ],
 )
 @pytest.mark.parametrize("profile", ["prod", "high-traffic"])
@@ -61,9 +65,9 @@ def test_an_explicit_variable_overrides_only_its_value(
     pool = load_settings(_env_file=None).pool
     defaults = POOL_PROFILES[Profile(profile)]
     assert getattr(pool, field) == expected
-    for other in ("pool_size", "max_overflow", "pool_timeout", "pool_recycle", "echo"):
-        if other != field:
-            assert getattr(pool, other) == getattr(defaults, other)
+    for other in fields(PoolSettings):
+        if other.name != field:
+            assert getattr(pool, other.name) == getattr(defaults, other.name)
 
 
 @pytest.mark.parametrize(
@@ -81,6 +85,14 @@ def test_an_explicit_variable_overrides_only_its_value(
         ("DATABASE_ECHO", "2", "valid boolean"),
         ("DATABASE_CONNECT_RETRIES", "-1", "greater than or equal to 0"),
         ("DATABASE_APPLICATION_NAME", "x" * 64, "at most 63 characters"),
+        ("DATABASE_STATEMENT_TIMEOUT_MS", "-5", "greater than or equal to 0"),
+        ("DATABASE_BUDGET_CHECK", "strict", "'warn', 'fail' or 'off'"),
+        ("DATABASE_ALLOW_INSECURE", "perhaps", "valid boolean"),
+        ("WEB_CONCURRENCY", "0", "greater than 0"),
+        ("WEB_CONCURRENCY", "two", "valid integer"),
+        ("PORT", "http", "valid integer"),
+        ("PORT", "70000", "less than or equal to 65535"),
+        ("DATABASE_POOL_MAX_WAITING", "-1", "greater than or equal to 0"),
     ],
 )
 def test_an_invalid_value_fails_in_one_line_naming_the_variable(
@@ -144,19 +156,23 @@ def test_dev_without_url_falls_back_to_sqlite() -> None:
 
 
 @pytest.mark.parametrize("profile", ["prod", "high-traffic"])
-@pytest.mark.parametrize("url", [None, "sqlite+aiosqlite:///./prod.sqlite3"])
 def test_production_profiles_refuse_to_run_without_postgresql(
-    monkeypatch: pytest.MonkeyPatch, profile: str, url: str | None
+    monkeypatch: pytest.MonkeyPatch, profile: str
 ) -> None:
     monkeypatch.setenv("DATABASE_PROFILE", profile)
-    if url is not None:
-        monkeypatch.setenv("DATABASE_URL", url)
     with pytest.raises(SettingsError, match=f"DATABASE_PROFILE={profile} needs a PostgreSQL"):
         load_settings(_env_file=None)
 
 
+def test_sqlite_is_only_the_dev_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "sqlite+aiosqlite:///./service.sqlite3")
+    with pytest.raises(SettingsError, match=r"^DATABASE_URL: SQLite is only the dev profile"):
+        load_settings(_env_file=None)
+
+
 def test_the_service_names_itself_to_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert load_settings(_env_file=None).database_application_name == "{{ cookiecutter.project_slug }}"
+    default = load_settings(_env_file=None).database_application_name
+    assert default == "{{ cookiecutter.project_slug }}"
     monkeypatch.setenv("DATABASE_APPLICATION_NAME", "orders-worker")
     assert load_settings(_env_file=None).database_application_name == "orders-worker"
 
@@ -164,3 +180,76 @@ def test_the_service_names_itself_to_postgresql(monkeypatch: pytest.MonkeyPatch)
 def test_a_dotenv_file_in_the_working_directory_is_read(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("DATABASE_POOL_SIZE=3\n")
     assert load_settings().pool.pool_size == 3
+
+
+@pytest.mark.parametrize("password", ["", "postgres", "changeme"])
+@pytest.mark.parametrize("profile", ["prod", "high-traffic"])
+def test_production_profiles_refuse_a_placeholder_password(
+    monkeypatch: pytest.MonkeyPatch, profile: str, password: str
+) -> None:
+    monkeypatch.setenv("DATABASE_PROFILE", profile)
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://svc:{password}@127.0.0.1/orders")
+    with pytest.raises(SettingsError, match="empty or placeholder password") as failure:
+        load_settings(_env_file=None)
+    assert "DATABASE_ALLOW_INSECURE=true" in str(failure.value)
+
+
+@pytest.mark.parametrize("profile", ["prod", "high-traffic"])
+def test_production_profiles_refuse_a_remote_server_without_tls(
+    monkeypatch: pytest.MonkeyPatch, profile: str
+) -> None:
+    monkeypatch.setenv("DATABASE_PROFILE", profile)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://svc:Xq7-not-a-real-pw@db.internal/orders")
+    with pytest.raises(SettingsError, match=r"reaches db\.internal without TLS") as failure:
+        load_settings(_env_file=None)
+    assert "Xq7-not-a-real-pw" not in str(failure.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://svc:postgres@db.internal/orders",
+        "postgresql://svc@127.0.0.1/orders",
+    ],
+)
+def test_insecure_urls_run_when_explicitly_allowed(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("DATABASE_PROFILE", "prod")
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("DATABASE_ALLOW_INSECURE", "true")
+    assert load_settings(_env_file=None).database_profile is Profile.PROD
+
+
+@pytest.mark.parametrize("url", [PG_URL, "postgresql://svc:Xq7-real@127.0.0.1:5432/orders"])
+def test_production_accepts_tls_or_a_local_server(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("DATABASE_PROFILE", "prod")
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert load_settings(_env_file=None).url.startswith("postgresql+asyncpg://")
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [("dev", BudgetCheck.WARN), ("prod", BudgetCheck.FAIL), ("high-traffic", BudgetCheck.FAIL)],
+)
+def test_the_budget_check_is_strict_outside_dev(
+    monkeypatch: pytest.MonkeyPatch, profile: str, expected: BudgetCheck
+) -> None:
+    monkeypatch.setenv("DATABASE_PROFILE", profile)
+    monkeypatch.setenv("DATABASE_URL", PG_URL)
+    assert load_settings(_env_file=None).budget_check is expected
+    monkeypatch.setenv("DATABASE_BUDGET_CHECK", "off")
+    assert load_settings(_env_file=None).budget_check is BudgetCheck.OFF
+
+
+def test_a_bad_token_value_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEALTH_POOL_TOKEN", "Xq7-token")
+    monkeypatch.setenv("DATABASE_POOL_SIZE", "0")
+    settings_error = pytest.raises(SettingsError)
+    with settings_error as failure:
+        load_settings(_env_file=None)
+    assert "Xq7-token" not in str(failure.value)
+    monkeypatch.delenv("DATABASE_POOL_SIZE")
+    assert "Xq7-token" not in repr(load_settings(_env_file=None))

@@ -10,7 +10,11 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
-from {{ cookiecutter.package_name }}.infrastructure.database import Database, SessionDep, session_scope
+from {{ cookiecutter.package_name }}.infrastructure.database import (
+    Database,
+    SessionDep,
+    session_scope,
+)
 from {{ cookiecutter.package_name }}.items import service
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.items.schemas import ItemCreate

@@ -3,11 +3,12 @@
 from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
+from fastapi import Depends, Request
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 
@@ -17,6 +18,14 @@ class Profile(StrEnum):
     DEV = "dev"
     PROD = "prod"
     HIGH_TRAFFIC = "high-traffic"
+
+
+class BudgetCheck(StrEnum):
+    """What to do when the pools of all workers could exceed the server's connections."""
+
+    WARN = "warn"
+    FAIL = "fail"
+    OFF = "off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +38,9 @@ class PoolSettings:
     pool_recycle: int
     pool_pre_ping: bool
     echo: bool
+    # Server-side limits on how long one connection may be kept busy (0: none).
+    statement_timeout_ms: int
+    idle_in_transaction_timeout_ms: int
 
 
 POOL_PROFILES: Final = MappingProxyType(
@@ -40,6 +52,8 @@ POOL_PROFILES: Final = MappingProxyType(
             pool_recycle=3600,
             pool_pre_ping=True,
             echo=True,
+            statement_timeout_ms=60_000,
+            idle_in_transaction_timeout_ms=120_000,
         ),
         Profile.PROD: PoolSettings(
             pool_size=20,
@@ -48,6 +62,8 @@ POOL_PROFILES: Final = MappingProxyType(
             pool_recycle=3600,
             pool_pre_ping=True,
             echo=False,
+            statement_timeout_ms=15_000,
+            idle_in_transaction_timeout_ms=30_000,
         ),
         Profile.HIGH_TRAFFIC: PoolSettings(
             pool_size=50,
@@ -56,9 +72,16 @@ POOL_PROFILES: Final = MappingProxyType(
             pool_recycle=1800,
             pool_pre_ping=True,
             echo=False,
+            statement_timeout_ms=5_000,
+            idle_in_transaction_timeout_ms=10_000,
         ),
     }
 )
+
+# Requests allowed to queue for each connection of a busy pool. A queue this
+# long still drains quickly when queries are fast; under real overload, the
+# requests beyond it get their 503 at once instead of after pool_timeout.
+WAITING_PER_CONNECTION: Final = 4
 
 # How the service names itself to PostgreSQL (pg_stat_activity.application_name).
 SERVICE_NAME: Final = "{{ cookiecutter.project_slug }}"
@@ -71,8 +94,14 @@ _DRIVERS: Final = {
     "postgres": "postgresql+asyncpg",
     "postgresql": "postgresql+asyncpg",
     "postgresql+asyncpg": "postgresql+asyncpg",
-    "sqlite+aiosqlite": "sqlite+aiosqlite",
 }
+_PLACEHOLDER_PASSWORDS: Final = frozenset(
+    {"", "postgres", "password", "changeme", "change-me", "secret", "admin", "example"}
+)
+_LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+_TLS_MODES: Final = frozenset({"require", "verify-ca", "verify-full"})
+# Variables whose values never appear in an error message.
+_SECRETS: Final = frozenset({"DATABASE_URL", "HEALTH_POOL_TOKEN"})
 
 
 class SettingsError(Exception):
@@ -92,10 +121,19 @@ class Settings(BaseSettings):
     database_pool_recycle: int | None = Field(default=None, gt=0)
     database_pool_pre_ping: bool | None = None
     database_echo: bool | None = None
+    database_statement_timeout_ms: int | None = Field(default=None, ge=0)
+    database_idle_in_transaction_timeout_ms: int | None = Field(default=None, ge=0)
     database_application_name: str = Field(default=SERVICE_NAME, min_length=1, max_length=63)
     database_connect_timeout: float = Field(default=5, gt=0)
     database_connect_retries: int = Field(default=5, ge=0)
     database_connect_retry_delay: float = Field(default=0.5, ge=0)
+    database_pool_max_waiting: int | None = Field(default=None, ge=0)
+    database_budget_check: BudgetCheck | None = None
+    database_allow_insecure: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    web_concurrency: int = Field(default=1, gt=0)
+    health_pool_token: SecretStr | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -109,6 +147,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "not a database URL; expected postgresql+asyncpg://user:password@host:5432/name"
             ) from None
+        if url.drivername.startswith("sqlite"):
+            raise ValueError(
+                "SQLite is only the dev profile's built-in fallback; leave DATABASE_URL unset "
+                "to use it, or give a postgresql+asyncpg:// URL"
+            )
         driver = _DRIVERS.get(url.drivername)
         if driver is None:
             raise ValueError(
@@ -118,12 +161,30 @@ class Settings(BaseSettings):
         return SecretStr(url.set(drivername=driver).render_as_string(hide_password=False))
 
     @model_validator(mode="after")
-    def _require_postgresql_outside_dev(self) -> "Settings":
-        if self.database_profile is not Profile.DEV and not self.url.startswith("postgresql"):
+    def _require_a_safe_postgresql_outside_dev(self) -> "Settings":
+        profile = self.database_profile
+        if profile is Profile.DEV:
+            return self
+        if self.uses_dev_sqlite:
             raise ValueError(
-                f"DATABASE_PROFILE={self.database_profile} needs a PostgreSQL DATABASE_URL "
+                f"DATABASE_PROFILE={profile} needs a PostgreSQL DATABASE_URL "
                 "(postgresql+asyncpg://user:password@host:5432/name); "
                 "only the dev profile may fall back to SQLite"
+            )
+        if self.database_allow_insecure:
+            return self
+        url = make_url(self.url)
+        if (url.password or "") in _PLACEHOLDER_PASSWORDS:
+            raise ValueError(
+                f"DATABASE_URL has an empty or placeholder password, refused with "
+                f"DATABASE_PROFILE={profile}; use a real secret "
+                "(or DATABASE_ALLOW_INSECURE=true for a local trial)"
+            )
+        if not _is_local(url) and not _uses_tls(url):
+            raise ValueError(
+                f"DATABASE_URL reaches {url.host} without TLS, refused with "
+                f"DATABASE_PROFILE={profile}; add ?ssl=require "
+                "(or DATABASE_ALLOW_INSECURE=true on a private network)"
             )
         return self
 
@@ -154,6 +215,45 @@ class Settings(BaseSettings):
         }
         return replace(POOL_PROFILES[self.database_profile], **overrides)
 
+    @property
+    def pool_max_waiting(self) -> int:
+        """How many requests may queue for a busy pool before more are turned away at once."""
+        if self.database_pool_max_waiting is not None:
+            return self.database_pool_max_waiting
+        pool = self.pool
+        return WAITING_PER_CONNECTION * (pool.pool_size + pool.max_overflow)
+
+    @property
+    def budget_check(self) -> BudgetCheck:
+        """Whether start-up warns or fails when the pools could exceed the server's limit."""
+        if self.database_budget_check is not None:
+            return self.database_budget_check
+        return BudgetCheck.WARN if self.database_profile is Profile.DEV else BudgetCheck.FAIL
+
+    @property
+    def pool_status_is_public(self) -> bool:
+        """Whether /health/pool answers without a token (only in dev without one set)."""
+        return self.database_profile is Profile.DEV and self.health_pool_token is None
+
+
+def _is_local(url: URL) -> bool:
+    return url.host is None or url.host in _LOCAL_HOSTS or url.host.startswith("/")
+
+
+def _uses_tls(url: URL) -> bool:
+    return any(url.query.get(key) in _TLS_MODES for key in ("ssl", "sslmode"))
+
+
+# Dependencies are coroutines on purpose: FastAPI runs plain functions in a
+# thread pool, which costs a thread hop per request for nothing.
+async def get_settings(request: Request) -> Settings:
+    """Return the settings the running application was built with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
 
 def load_settings(**values: Any) -> Settings:
     """Read the settings, turning validation errors into one line per variable."""
@@ -168,6 +268,6 @@ def _describe(problem: Any) -> str:
     if not problem["loc"]:
         return message
     variable = str(problem["loc"][0]).upper()
-    if variable == "DATABASE_URL" or not isinstance(problem["input"], str | int | float):
+    if variable in _SECRETS or not isinstance(problem["input"], str | int | float):
         return f"{variable}: {message}"
     return f"{variable}={problem['input']!r}: {message}"

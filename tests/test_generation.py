@@ -1,0 +1,223 @@
+"""Bake every supported option set and hold the result to the generated project's own gates."""
+
+import filecmp
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cookiecutter.exceptions import FailedHookException
+
+from tests.baking import TEMPLATE_DIR, Bake, bake_into, environment_without_virtualenv, run, tool
+
+# The option sets the template supports, by name. Every one is baked, rendered
+# completely, and passes ruff and mypy --strict as generated.
+SUPPORTED: dict[str, dict[str, Any]] = {
+    "default": {},
+    "minimal": {"use_docker": False, "use_github_actions": False},
+    "py311-apache": {"python_version": "3.11", "license": "Apache-2.0", "use_docker": False},
+    "py313-bsd": {"python_version": "3.13", "license": "BSD-3-Clause", "use_github_actions": False},
+    "longest-names-proprietary": {
+        "project_name": "Northwind Inventory Reconciliation",
+        "project_slug": "northwind-inventory-reconciliation-svc-1",
+        "package_name": "northwind_inventory_reconciler",
+        "license": "Proprietary",
+    },
+    "shortest-names": {"project_name": "Ox", "use_docker": False},
+    "own-package-name": {"project_name": "Billing", "package_name": "billing_core"},
+}
+
+# The generated test suite runs against PostgreSQL for these.
+RUN_GENERATED_TESTS = ["default", "py313-bsd"]
+
+UNRENDERED = re.compile(r"\{\{|\{%|%\}|cookiecutter\.")
+
+
+def files_of(project: Path) -> list[Path]:
+    """Every file of a baked project, sorted."""
+    return sorted(path for path in project.rglob("*") if path.is_file())
+
+
+@pytest.fixture(params=list(SUPPORTED), scope="module")
+def baked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One project per supported option set, shared by the checks below."""
+    return bake_into(tmp_path_factory.mktemp(request.param), **SUPPORTED[request.param])
+
+
+def test_everything_is_rendered(baked: Path) -> None:
+    leftovers = [
+        f"{path.relative_to(baked)}:{number}: {line.strip()}"
+        for path in files_of(baked)
+        if path.suffix != ".mako"
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if UNRENDERED.search(line) and "${{" not in line
+    ]
+    assert leftovers == []
+    assert not any("{{" in str(path) or "{%" in str(path) for path in baked.rglob("*"))
+
+
+def test_no_leftover_blank_lines_from_templating(baked: Path) -> None:
+    for path in files_of(baked):
+        text = path.read_text()
+        if not text:
+            continue  # empty package markers
+        assert not text.startswith("\n"), f"{path} starts with a blank line"
+        assert text.endswith("\n") and not text.endswith("\n\n"), f"{path} ending"
+        if path.suffix in {".py", ".toml", ".yaml", ".yml", ".md", ".ini"}:
+            assert "\n\n\n\n" not in text, f"{path} has a run of blank lines"
+
+
+def test_ruff_is_clean(baked: Path) -> None:
+    run([tool("ruff"), "check", "--no-cache", "."], cwd=baked)
+    run([tool("ruff"), "format", "--check", "--no-cache", "."], cwd=baked)
+
+
+def test_mypy_strict_is_clean(baked: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Shared cache: the third-party packages are checked once, not per option set.
+    cache = tmp_path_factory.getbasetemp() / "mypy-cache"
+    result = run([tool("mypy"), "--strict", "--cache-dir", str(cache)], cwd=baked)
+    assert "Success: no issues found" in result.stdout
+
+
+def test_files_follow_the_chosen_options(bake: Bake) -> None:
+    everything = bake(use_docker=True, use_github_actions=True)
+    assert (everything / "Dockerfile").is_file()
+    assert (everything / ".github" / "workflows" / "ci.yml").is_file()
+
+
+def test_unchosen_options_leave_no_files(bake: Bake) -> None:
+    project = bake(use_docker=False, use_github_actions=False)
+    names = {path.relative_to(project).as_posix() for path in files_of(project)}
+    assert not {"Dockerfile", ".dockerignore", "compose.yaml"} & names
+    assert not any(name.startswith(".github/") for name in names)
+    assert not (project / ".github").exists()
+
+
+def test_the_project_has_its_layout(bake: Bake) -> None:
+    project = bake(project_name="Orders Service")
+    package = project / "src" / "orders_service"
+    for relative in [
+        "pyproject.toml",
+        "README.md",
+        "LICENSE",
+        ".env.example",
+        ".gitignore",
+        "alembic.ini",
+        "migrations/env.py",
+        "tests/conftest.py",
+    ]:
+        assert (project / relative).is_file(), relative
+    for module in ["main", "health", "cli", "infrastructure/config", "infrastructure/database"]:
+        assert (package / f"{module}.py").is_file(), module
+    for module in ["router", "schemas", "models", "service"]:
+        assert (package / "items" / f"{module}.py").is_file(), module
+    assert len(list((project / "migrations" / "versions").glob("*.py"))) == 1
+
+
+def test_baking_twice_gives_identical_bytes(tmp_path: Path) -> None:
+    first = bake_into(tmp_path / "first", project_name="Twice")
+    second = bake_into(tmp_path / "second", project_name="Twice")
+    relative = [path.relative_to(first) for path in files_of(first)]
+    assert relative == [path.relative_to(second) for path in files_of(second)]
+    _, mismatch, errors = filecmp.cmpfiles(first, second, relative, shallow=False)
+    assert mismatch == [] and errors == []
+
+
+def test_answers_work_on_the_command_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"cookiecutters_dir: {tmp_path / 'cc'}\nreplay_dir: {tmp_path / 'replay'}\n")
+    run(
+        [
+            tool("cookiecutter"),
+            "--no-input",
+            "--config-file",
+            str(config),
+            "--output-dir",
+            str(tmp_path),
+            str(TEMPLATE_DIR),
+            "project_name=Stock Keeper",
+            "author_email=stock@example.org",
+            "python_version=3.13",
+            "license=BSD-3-Clause",
+            "use_docker=false",
+            "use_github_actions=no",
+        ],
+        cwd=tmp_path,
+    )
+    project = tmp_path / "stock-keeper"
+    assert (project / "src" / "stock_keeper" / "main.py").is_file()
+    assert not (project / "Dockerfile").exists()
+    assert not (project / ".github").exists()
+    pyproject = (project / "pyproject.toml").read_text()
+    assert 'target-version = "py313"' in pyproject
+    assert "stock@example.org" in pyproject
+    assert "Redistribution and use in source and binary forms" in (project / "LICENSE").read_text()
+
+
+@pytest.mark.parametrize(
+    ("answers", "message"),
+    [
+        ({"package_name": "class"}, "package_name 'class' is a Python keyword"),
+        ({"package_name": "match"}, "package_name 'match' is a Python keyword"),
+        ({"package_name": "2fast"}, "package_name '2fast' is not a Python identifier"),
+        ({"package_name": "orders-service"}, "not a Python identifier; use letters"),
+        ({"package_name": "fastapi"}, "package_name 'fastapi' would shadow"),
+        ({"package_name": "sqlalchemy"}, "package_name 'sqlalchemy' would shadow"),
+        ({"package_name": "test"}, "package_name 'test' would shadow"),
+        ({"package_name": "site"}, "package_name 'site' would shadow"),
+        ({"package_name": "json"}, "package_name 'json' would shadow"),
+        ({"project_slug": "Orders_Service"}, "project_slug 'Orders_Service' must be lowercase"),
+        ({"project_slug": "orders--service"}, "project_slug 'orders--service' must be lowercase"),
+        ({"author_email": "not-an-email"}, "author_email 'not-an-email' does not look like"),
+        ({"author_email": "a@b"}, "author_email 'a@b' does not look like"),
+        ({"project_name": "Northwind Inventory Reconciliation"}, "longer than 30 characters"),
+        ({"project_slug": "a-" * 25 + "b", "package_name": "ab"}, "longer than 40 characters"),
+        ({"use_prometheus": True}, "use_prometheus is not built"),
+    ],
+)
+def test_bad_answers_are_refused_in_one_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], answers: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(FailedHookException):
+        bake_into(tmp_path / "out", **answers)
+    errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1
+    assert message in errors[0]
+    assert re.search(r"\b[a-z_]+=\S+$", errors[0]), "the message must end with what to type"
+    leftovers = [p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize("name", RUN_GENERATED_TESTS)
+def test_generated_tests_pass_against_postgresql(tmp_path: Path, name: str) -> None:
+    project = bake_into(tmp_path, **SUPPORTED[name])
+    env = environment_without_virtualenv()
+    run(["uv", "sync", "--quiet"], cwd=project, env=env)
+    result = run(["uv", "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project, env=env)
+    summary = result.stdout.strip().splitlines()[-1]
+    assert re.search(r"\d+ passed", summary) and "failed" not in summary, summary
+    assert "skipped" not in summary, "the generated tests must never skip silently"
+
+
+def test_generated_tests_stop_in_one_line_without_postgresql(tmp_path: Path) -> None:
+    project = bake_into(tmp_path)
+    env = environment_without_virtualenv() | {
+        "TEST_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:9/postgres"
+    }
+    run(["uv", "sync", "--quiet"], cwd=project, env=env)
+    result = subprocess.run(
+        ["uv", "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "PostgreSQL is not reachable at postgresql+asyncpg://postgres@127.0.0.1:9/postgres" in (
+        result.stdout + result.stderr
+    )
+    assert "passed" not in result.stdout

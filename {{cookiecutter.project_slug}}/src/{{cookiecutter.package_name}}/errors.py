@@ -1,0 +1,96 @@
+"""Answer database trouble with a clear status and JSON body, never a traceback or a hang."""
+
+import logging
+import time
+from typing import Final
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.pool import QueuePool
+
+from {{ cookiecutter.package_name }}.infrastructure.database import get_database
+
+logger = logging.getLogger(__name__)
+
+# Clients and load balancers may retry this soon; the pool frees up quickly.
+RETRY_AFTER_SECONDS: Final = "1"
+# Under overload every waiting request times out; one log line per burst is enough.
+EXHAUSTION_LOG_INTERVAL_SECONDS: Final = 10.0
+
+# PostgreSQL error codes that mean "too slow", not "broken".
+_CANCELLED_FOR_TIME: Final = frozenset({"57014", "25P03"})  # statement / idle-in-transaction
+
+
+def _unavailable(detail: str) -> JSONResponse:
+    return JSONResponse(
+        {"detail": detail},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+async def pool_exhausted(request: Request, _: Exception) -> JSONResponse:
+    """No connection came free within pool_timeout: the service is over capacity."""
+    database = await get_database(request)
+    stats = database.stats
+    stats.timeouts += 1
+    stats.timeouts_unreported += 1
+    now = time.monotonic()
+    if stats.last_timeout_report is None or (
+        now - stats.last_timeout_report >= EXHAUSTION_LOG_INTERVAL_SECONDS
+    ):
+        pool = database.engine.pool
+        figures = (
+            f"size {pool.size()}, checked out {pool.checkedout()}, overflow {pool.overflow()}"
+            if isinstance(pool, QueuePool)
+            else type(pool).__name__
+        )
+        logger.warning(
+            "Connection pool exhausted: %d request(s) answered 503 since the last report (%s)",
+            stats.timeouts_unreported,
+            figures,
+        )
+        stats.last_timeout_report, stats.timeouts_unreported = now, 0
+    return _unavailable("The service is at capacity; retry shortly.")
+
+
+async def database_error(request: Request, error: Exception) -> JSONResponse:
+    """Tell a slow or unreachable database apart from a bug, without showing any SQL."""
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None) or ""
+    if sqlstate in _CANCELLED_FOR_TIME or isinstance(error, TimeoutError):
+        logger.warning("Query cancelled as too slow: %s %s", request.method, request.url.path)
+        return _unavailable("The database took too long to answer; retry shortly.")
+    if (
+        isinstance(error, OSError | InterfaceError)
+        or (isinstance(error, DBAPIError) and error.connection_invalidated)
+        or sqlstate.startswith("08")
+        or sqlstate.startswith("57P")
+    ):
+        logger.warning("Database unavailable: %s", type(error).__name__)
+        return _unavailable("The database is unavailable; retry shortly.")
+    logger.error("Database error on %s %s", request.method, request.url.path, exc_info=error)
+    return internal_error_response()
+
+
+def internal_error_response() -> JSONResponse:
+    """A 500 that says nothing about the code or the SQL behind it."""
+    return JSONResponse(
+        {"detail": "Internal server error"},
+        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+async def unexpected_error(_request: Request, _error: Exception) -> JSONResponse:
+    """Answer a bug with a JSON 500; the server still logs its traceback once."""
+    return internal_error_response()
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    """Install the handlers above on `app`."""
+    app.add_exception_handler(PoolTimeoutError, pool_exhausted)
+    app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(TimeoutError, database_error)
+    app.add_exception_handler(OSError, database_error)
+    app.add_exception_handler(Exception, unexpected_error)

@@ -1,0 +1,177 @@
+"""The real server process: overload is answered in time, SIGTERM drains and disposes."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from tests.conftest import connection_count
+
+POOL_TIMEOUT = 1.0
+LOCK_SECONDS = 1.2
+# "Answered in time" under overload: nobody waits longer than the pool timeout
+# plus one second, whichever way their request ends.
+ANSWER_BOUND = POOL_TIMEOUT + 1.0
+COMMAND = str(Path(sys.executable).with_name("{{ cookiecutter.project_slug }}"))
+
+
+@dataclass
+class Server:
+    """A running `serve` process."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def stop(self) -> str:
+        """Send SIGTERM, wait for the exit, and return everything the server printed."""
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
+        return self.log.read_text()
+
+
+StartServer = Callable[..., Server]
+
+
+@pytest.fixture
+def start_server(
+    database_url: str, application_name: str, unused_tcp_port: int, tmp_path: Path
+) -> Iterator[StartServer]:
+    """Start `serve` on a free port with extra environment variables; stop it afterwards."""
+    processes: list[subprocess.Popen[bytes]] = []
+    # A file, not a pipe: a pipe nobody reads fills up and blocks the server.
+    log = tmp_path / "server.log"
+
+    def start(**environment: str) -> Server:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "DATABASE_URL": database_url,
+            "DATABASE_APPLICATION_NAME": application_name,
+            "DATABASE_ECHO": "false",
+        } | environment
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [COMMAND, "serve", "--port", str(unused_tcp_port)],
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        processes.append(process)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                httpx.get(f"http://127.0.0.1:{unused_tcp_port}/health/live", timeout=1)
+            except httpx.TransportError:
+                time.sleep(0.1)
+            else:
+                return Server(process, unused_tcp_port, log)
+        process.kill()
+        process.wait()
+        pytest.fail(f"the server did not start:\n{log.read_text()}", pytrace=False)
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def raw_request(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, float]:
+    """Send one HTTP/1.1 request on a fresh socket; return the status and the seconds it took.
+
+    A bare socket keeps the client's own work out of the measurement.
+    """
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    writer.write(head.encode() + body)
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    return int(response.split(b" ", 2)[1]), time.perf_counter() - started
+
+
+@asynccontextmanager
+async def locked_item(database_url: str, item_id: int) -> AsyncIterator[AsyncConnection]:
+    """Hold a row lock on the item, so that requests changing it wait like slow queries."""
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(
+                text("SELECT id FROM items WHERE id = :id FOR UPDATE"), {"id": item_id}
+            )
+            yield connection
+            await connection.rollback()
+    finally:
+        await engine.dispose()
+
+
+async def test_a_thousand_concurrent_requests_are_answered_within_the_pool_timeout(
+    start_server: StartServer, database_url: str
+) -> None:
+    port = start_server(
+        DATABASE_POOL_SIZE="5",
+        DATABASE_MAX_OVERFLOW="0",
+        DATABASE_POOL_TIMEOUT=str(POOL_TIMEOUT),
+    ).port
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        item = (await client.post("/items", json={"name": "Hot", "price": "1"})).json()
+        async with locked_item(database_url, item["id"]):
+            path, body = f"/items/{item['id']}", b'{"price": "2.00"}'
+            requests = [raw_request(port, "PATCH", path, body) for _ in range(1000)]
+            load = asyncio.gather(*requests)
+            await asyncio.sleep(LOCK_SECONDS)
+        results = await load
+        statuses = [status for status, _ in results]
+        slowest = max(seconds for _, seconds in results)
+        assert set(statuses) == {200, 503}
+        assert statuses.count(200) >= 5
+        assert slowest < ANSWER_BOUND, f"a request waited {slowest:.2f} s"
+        # Load gone: the service serves normally, with every connection back.
+        assert (await client.get(f"/items/{item['id']}")).json()["price"] == "2.00"
+        pool = (await client.get("/health/pool")).json()
+        assert pool["checked_out"] == 0
+        assert pool["timeouts"] == statuses.count(503)
+        await client.delete(f"/items/{item['id']}")
+
+
+async def test_sigterm_finishes_in_flight_requests_then_closes_every_connection(
+    start_server: StartServer, database_url: str, application_name: str
+) -> None:
+    server = start_server()
+    base_url = f"http://127.0.0.1:{server.port}"
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        item = (await client.post("/items", json={"name": "Last", "price": "1"})).json()
+        async with locked_item(database_url, item["id"]):
+            in_flight = asyncio.create_task(
+                client.patch(f"/items/{item['id']}", json={"name": "Finished"})
+            )
+            await asyncio.sleep(0.5)
+            assert await connection_count(application_name, expected=2) >= 1
+            stopping = asyncio.create_task(asyncio.to_thread(server.stop))
+            await asyncio.sleep(0.5)
+            assert not in_flight.done(), "the server must wait for the request"
+        response = await in_flight
+        output = await stopping
+    assert response.status_code == 200
+    assert response.json()["name"] == "Finished"
+    # uvicorn re-raises SIGTERM after its clean shutdown, so the status says how it stopped.
+    assert server.process.returncode == -signal.SIGTERM
+    assert "Application shutdown complete" in output
+    assert "Traceback" not in output
+    assert await connection_count(application_name, expected=0) == 0
