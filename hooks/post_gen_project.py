@@ -5,6 +5,7 @@ and merges the result, so the same answers must always give the same bytes.
 """
 
 import shutil
+import sys
 from pathlib import Path
 
 # Which files belong to each optional feature; a feature that was not chosen
@@ -43,5 +44,7 @@ Created {{ cookiecutter.project_slug }}. Next steps:
   uv run pytest                                  # needs PostgreSQL, see README.md
 
 Then read README.md for configuration and pool profiles.
-"""
+""",
+    # stderr: `cruft diff` renders the template too, and its stdout must stay a clean patch.
+    file=sys.stderr,
 )
