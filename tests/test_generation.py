@@ -75,6 +75,17 @@ def test_ruff_is_clean(baked: Path) -> None:
     run([tool("ruff"), "format", "--check", "--no-cache", "."], cwd=baked)
 
 
+def test_the_project_installs(baked: Path) -> None:
+    run(["uv", "sync", "--quiet", "--no-dev"], cwd=baked, env=environment_without_virtualenv())
+    run([str(baked / ".venv" / "bin" / "python"), "-c", "import " + package_of(baked)], cwd=baked)
+
+
+def package_of(project: Path) -> str:
+    """The import name of a baked project's package."""
+    (package,) = (project / "src").iterdir()
+    return package.name
+
+
 def test_mypy_strict_is_clean(baked: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     # Shared cache: the third-party packages are checked once, not per option set.
     cache = tmp_path_factory.getbasetemp() / "mypy-cache"

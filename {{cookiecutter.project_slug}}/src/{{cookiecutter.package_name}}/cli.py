@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Final
 
 import uvicorn
 
@@ -18,6 +19,22 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
     DatabaseUnavailableError,
     wait_for_database,
 )
+
+LOG_HANDLER_NAME: Final = "{{ cookiecutter.package_name }}.cli"
+
+
+def log_to_stderr() -> None:
+    """Show the package's log lines on stderr, once however often this is called."""
+    logger = logging.getLogger("{{ cookiecutter.package_name }}")
+    logger.setLevel(logging.INFO)
+    # Replaced, not added again: a second call in one process (tests, an
+    # embedding program) would otherwise print every line twice.
+    for old in [handler for handler in logger.handlers if handler.name == LOG_HANDLER_NAME]:
+        logger.removeHandler(old)
+    handler = logging.StreamHandler()
+    handler.set_name(LOG_HANDLER_NAME)
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    logger.addHandler(handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,11 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None:
             os.environ[variable] = value
 
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
-    logging.getLogger("{{ cookiecutter.package_name }}").addHandler(handler)
-    logging.getLogger("{{ cookiecutter.package_name }}").setLevel(logging.INFO)
-
+    log_to_stderr()
     try:
         settings = load_settings()
         if not settings.uses_dev_sqlite:

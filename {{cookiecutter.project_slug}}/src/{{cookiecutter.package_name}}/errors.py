@@ -5,6 +5,8 @@ import time
 from typing import Final
 
 from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -82,6 +84,20 @@ def internal_error_response() -> JSONResponse:
     )
 
 
+async def invalid_request(_request: Request, error: Exception) -> JSONResponse:
+    """Name each field that is wrong and why, without echoing what was sent."""
+    # FastAPI's own handler copies every input into the answer: a 1 MB name
+    # came back whole, and a NaN price or a lone UTF-16 surrogate in a name
+    # could not be encoded at all, so the client got a 500 instead of a 422.
+    problems = error.errors() if isinstance(error, RequestValidationError) else []
+    details = [
+        {key: value for key, value in problem.items() if key != "input"} for problem in problems
+    ]
+    return JSONResponse(
+        {"detail": jsonable_encoder(details)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
+    )
+
+
 async def unexpected_error(_request: Request, _error: Exception) -> JSONResponse:
     """Answer a bug with a JSON 500; the server still logs its traceback once."""
     return internal_error_response()
@@ -89,6 +105,7 @@ async def unexpected_error(_request: Request, _error: Exception) -> JSONResponse
 
 def register_error_handlers(app: FastAPI) -> None:
     """Install the handlers above on `app`."""
+    app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(PoolTimeoutError, pool_exhausted)
     app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(TimeoutError, database_error)

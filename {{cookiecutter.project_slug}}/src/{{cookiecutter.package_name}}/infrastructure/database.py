@@ -66,11 +66,15 @@ class PoolStats:
 
     connects: int = 0
     checkouts: int = 0
-    checkins: int = 0
     invalidations: int = 0
     timeouts: int = 0
     # Requests of this process taking a connection right now, or queueing for one.
     acquiring: int = 0
+    # Requests of this process holding a connection. Counted by the requests
+    # themselves, not as checkouts minus checkins: a request cancelled while it
+    # takes its connection fires a checkin without a checkout, and that drift
+    # would blind the guard in _take_connection for good.
+    holding: int = 0
     # Pool timeouts are logged once per burst, not once per request.
     timeouts_unreported: int = 0
     last_timeout_report: float | None = None
@@ -132,16 +136,12 @@ def _count_pool_events(engine: AsyncEngine, stats: PoolStats) -> None:
     def on_checkout(*_: Any) -> None:
         stats.checkouts += 1
 
-    def on_checkin(*_: Any) -> None:
-        stats.checkins += 1
-
     def on_invalidate(_dbapi_connection: Any, _record: Any, error: BaseException | None) -> None:
         stats.invalidations += 1
         logger.debug("pool: connection invalidated (%s)", type(error).__name__)
 
     event.listen(engine.sync_engine, "connect", on_connect)
     event.listen(engine.sync_engine, "checkout", on_checkout)
-    event.listen(engine.sync_engine, "checkin", on_checkin)
     event.listen(engine.sync_engine, "invalidate", on_invalidate)
 
 
@@ -263,7 +263,10 @@ async def get_db(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
     """Give the request its own session, committed before the response is sent."""
     async with session_scope(database) as session:
         await _take_connection(database, session)
-        yield session
+        try:
+            yield session
+        finally:
+            database.stats.holding -= 1
 
 
 async def _take_connection(database: Database, session: AsyncSession) -> None:
@@ -271,8 +274,7 @@ async def _take_connection(database: Database, session: AsyncSession) -> None:
     # the queue: beyond max_waiting requests, one more could not be served
     # within pool_timeout anyway, so it is answered at once.
     stats = database.stats
-    in_use = stats.checkouts - stats.checkins
-    if in_use >= database.capacity and stats.acquiring >= database.max_waiting:
+    if stats.holding >= database.capacity and stats.acquiring >= database.max_waiting:
         raise PoolSaturatedError(
             f"{stats.acquiring} requests already wait for {database.capacity} busy connections"
         )
@@ -281,6 +283,7 @@ async def _take_connection(database: Database, session: AsyncSession) -> None:
         await session.connection()
     finally:
         stats.acquiring -= 1
+    stats.holding += 1
 
 
 # scope="function" runs the commit after the handler returns but before the

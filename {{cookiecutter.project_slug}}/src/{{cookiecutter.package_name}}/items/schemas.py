@@ -33,11 +33,12 @@ Name = Annotated[
 Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH, pattern=_NO_NUL)]
 _CENT = Decimal(1).scaleb(-PRICE_DECIMAL_PLACES)
 
-# Quantised on the way in, so a new item's response shows the price as stored.
+# Quantised on the way in, so a new item's response shows the price as stored;
+# copy_abs turns -0 (which passes ge=0) into the 0 that PostgreSQL stores.
 Price = Annotated[
     Decimal,
     Field(ge=0, max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMAL_PLACES),
-    AfterValidator(lambda price: price.quantize(_CENT)),
+    AfterValidator(lambda price: price.quantize(_CENT).copy_abs()),
 ]
 
 
