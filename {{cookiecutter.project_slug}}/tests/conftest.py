@@ -122,16 +122,17 @@ async def committing_client(app: FastAPI) -> AsyncIterator[AsyncClient]:
 async def connection(app: FastAPI) -> AsyncIterator[AsyncConnection]:
     """An open transaction that every request joins and that is rolled back after the test."""
     database: Database = app.state.database
-    async with database.engine.connect() as connection:
+    # The engine's connections default to autocommit; this one needs a real transaction.
+    transactional = database.engine.execution_options(isolation_level="READ COMMITTED")
+    async with transactional.connect() as connection:
         transaction = await connection.begin()
         # Each request's commit releases a SAVEPOINT inside this transaction
-        # instead of committing, so the test leaves nothing behind.
-        app.state.database = replace(
-            database,
-            sessionmaker=async_sessionmaker(
-                bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
-            ),
+        # instead of committing, and reads see the test's writes, so the test
+        # leaves nothing behind.
+        joined = async_sessionmaker(
+            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
         )
+        app.state.database = replace(database, sessionmaker=joined, read_sessionmaker=joined)
         try:
             yield connection
         finally:

@@ -10,9 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.pool import QueuePool
 
 from {{ cookiecutter.package_name }}.infrastructure.database import get_database
+from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ async def pool_exhausted(request: Request, _: Exception) -> JSONResponse:
     ):
         pool = database.engine.pool
         figures = (
-            f"size {pool.size()}, checked out {pool.checkedout()}, overflow {pool.overflow()}"
-            if isinstance(pool, QueuePool)
+            f"size {pool.kept}, checked out {pool.checkedout()}, overflow {pool.overflow()}"
+            if isinstance(pool, BurstPool)
             else type(pool).__name__
         )
         logger.warning(

@@ -9,10 +9,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import QueuePool
 
 from {{ cookiecutter.package_name }}.infrastructure.config import Profile, SettingsDep
 from {{ cookiecutter.package_name }}.infrastructure.database import DatabaseDep
+from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
 
 # A probe must answer quickly even when the pool is exhausted or the server hangs.
 READY_TIMEOUT_SECONDS: Final = 2.0
@@ -92,17 +92,17 @@ async def ready(database: DatabaseDep, response: Response) -> HealthStatus:
 async def pool(database: DatabaseDep, settings: SettingsDep) -> PoolStatus:
     """Show the pool's settings and how many connections are in use right now."""
     pool = database.engine.pool
-    if not isinstance(pool, QueuePool):
-        raise TypeError(f"expected the engine's queue pool, found {type(pool).__name__}")
+    if not isinstance(pool, BurstPool):
+        raise TypeError(f"expected the engine's BurstPool, found {type(pool).__name__}")
     stats = database.stats
     return PoolStatus(
         profile=settings.database_profile,
-        pool_size=pool.size(),
-        max_overflow=settings.pool.max_overflow,
+        pool_size=pool.kept,
+        max_overflow=pool.burst,
         pool_timeout=pool.timeout(),
         checked_in=pool.checkedin(),
         checked_out=pool.checkedout(),
-        overflow=max(pool.overflow(), 0),
+        overflow=pool.overflow(),
         connects=stats.connects,
         checkouts=stats.checkouts,
         invalidations=stats.invalidations,

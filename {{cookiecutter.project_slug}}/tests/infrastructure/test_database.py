@@ -105,13 +105,20 @@ async def test_hundreds_of_mixed_requests_return_every_connection(
                 response = await committing_client.post("/test/refuse")
         return response.status_code
 
-    statuses = await asyncio.gather(*(one(n) for n in range(300)))
+    # Batches of 50 stay within the dev pool's queue (15 connections + 60
+    # waiting); beyond it requests would get a 503, tested in test_errors.py.
+    statuses = [
+        status
+        for start in range(0, 300, 50)
+        for status in await asyncio.gather(*(one(n) for n in range(start, start + 50)))
+    ]
     assert sorted(set(statuses)) == [201, 404, 409, 422, 500]
     assert statuses.count(201) == 60
     assert await committed_item_count(database_url) == 60
     pool = (await committing_client.get("/health/pool")).json()
     assert pool["checked_out"] == 0
-    assert pool["checked_in"] <= pool["pool_size"]
+    # Connections opened for the burst stay for a while (BurstPool), never beyond the limit.
+    assert pool["checked_in"] <= pool["pool_size"] + pool["max_overflow"]
 
 
 def checked_out(database: Database) -> int:

@@ -4,7 +4,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 
-from {{ cookiecutter.package_name }}.infrastructure.database import SessionDep
+from {{ cookiecutter.package_name }}.infrastructure.database import (
+    ReadSessionDep,
+    SessionDep,
+)
 from {{ cookiecutter.package_name }}.items import service
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.items.schemas import ItemCreate, ItemPublic, ItemUpdate
@@ -15,11 +18,16 @@ MAX_ID = 2_147_483_647
 router = APIRouter(prefix="/items", tags=["items"])
 
 
-async def valid_item_id(
-    item_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep
-) -> Item:
-    """Load the item named in the path, or answer 404."""
-    item = await service.get_item(session=session, item_id=item_id)
+ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+async def valid_item_id(item_id: ItemId, session: SessionDep) -> Item:
+    """Load the item named in the path for a change, or answer 404."""
+    return found(await service.get_item(session=session, item_id=item_id), item_id)
+
+
+def found(item: Item | None, item_id: int) -> Item:
+    """Return the item, or answer 404 when there is none."""
     if item is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"Item {item_id} not found")
     return item
@@ -37,7 +45,7 @@ async def create_item(data: ItemCreate, session: SessionDep) -> ItemPublic:
 
 @router.get("")
 async def list_items(
-    session: SessionDep,
+    session: ReadSessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> list[ItemPublic]:
@@ -47,8 +55,9 @@ async def list_items(
 
 
 @router.get("/{item_id}", responses={status.HTTP_404_NOT_FOUND: {"description": "No such item"}})
-async def get_item(item: ItemDep) -> ItemPublic:
+async def get_item(item_id: ItemId, session: ReadSessionDep) -> ItemPublic:
     """Return one item."""
+    item = found(await service.get_item(session=session, item_id=item_id), item_id)
     return ItemPublic.model_validate(item)
 
 
