@@ -40,8 +40,10 @@ Created {{ cookiecutter.project_slug }}. Next steps:
 
   cd {{ cookiecutter.project_slug }}
   git init && git add . && git commit -m "Generate from template"
-  uv run {{ cookiecutter.project_slug }} serve    # starts on a local SQLite file, no setup needed
-  uv run pytest                                  # needs PostgreSQL, see README.md
+  uv run {{ cookiecutter.project_slug }} serve
+      starts the service on a local SQLite file, no setup needed
+  uv run pytest
+      runs the tests; they need PostgreSQL (TEST_DATABASE_URL, see README.md)
 
 Then read README.md for configuration and pool profiles.
 """,

@@ -10,8 +10,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import {{ cookiecutter.package_name }}.items.models  # noqa: F401  (registers the tables)
-from {{ cookiecutter.package_name }}.infrastructure.config import SettingsError, load_settings
-from {{ cookiecutter.package_name }}.infrastructure.database import Base
+from {{ cookiecutter.package_name }}.infrastructure.config import (
+    Settings,
+    SettingsError,
+    load_settings,
+)
+from {{ cookiecutter.package_name }}.infrastructure.database import Base, connect_args
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -20,24 +24,24 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 target_metadata = Base.metadata
 
 
-def database_url() -> str:
-    """Use the URL a caller passed in (tests do), else the one the service would use."""
+def migration_settings() -> Settings:
+    """The service's settings, with the URL a caller passed in (tests do) if any."""
     url = config.attributes.get("database_url")
-    if url is not None:
-        return str(url)
     try:
-        settings = load_settings()
+        settings = load_settings() if url is None else load_settings(database_url=str(url))
     except SettingsError as error:
         raise CommandError(str(error)) from None
     if settings.uses_dev_sqlite:
         # The dev SQLite file gets its tables from init_db; migrations are for PostgreSQL.
         raise CommandError("DATABASE_URL is not set; point it at the PostgreSQL to migrate")
-    return settings.url
+    return settings
 
 
 def run_migrations_offline() -> None:
     """Write the SQL for the migrations instead of running it."""
-    context.configure(url=database_url(), target_metadata=target_metadata, literal_binds=True)
+    context.configure(
+        url=migration_settings().url, target_metadata=target_metadata, literal_binds=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -51,8 +55,11 @@ def run_migrations(connection: Connection) -> None:
 
 async def run_migrations_online() -> None:
     """Connect with a throwaway engine, migrate, and dispose of the engine."""
-    # No pool: a migration is one short-lived connection.
-    engine = create_async_engine(database_url(), poolclass=pool.NullPool)
+    settings = migration_settings()
+    # No pool: a migration is one short-lived connection, set up like the service's.
+    engine = create_async_engine(
+        settings.url, poolclass=pool.NullPool, connect_args=connect_args(settings)
+    )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(run_migrations)

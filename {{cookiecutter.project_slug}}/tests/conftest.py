@@ -25,6 +25,7 @@ from sqlalchemy.pool import NullPool
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import Database
 from {{ cookiecutter.package_name }}.main import create_app
+from tests.proxy import TcpProxy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TEST_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -76,7 +77,11 @@ def database_url() -> Iterator[str]:
         config = Config(PROJECT_ROOT / "alembic.ini")
         config.attributes["database_url"] = url
         config.attributes["configure_logger"] = False
-        command.upgrade(config, "head")
+        with pytest.MonkeyPatch.context() as environment:
+            # The migrations read the service's settings: keep the developer's out.
+            for variable in [name for name in os.environ if name.startswith("DATABASE_")]:
+                environment.delenv(variable)
+            command.upgrade(config, "head")
         yield url
     finally:
         asyncio.run(run_admin_statement(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -105,6 +110,16 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         yield app
+
+
+@pytest.fixture
+async def proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
+    """A proxy in front of the test database that the test can cut."""
+    url = make_url(settings.url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    yield proxy
+    await proxy.cut()
 
 
 @pytest.fixture

@@ -1,8 +1,5 @@
 """Health routes: liveness without the database, readiness with it, and the pool's figures."""
 
-from collections.abc import AsyncIterator
-
-import pytest
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy.engine import make_url
 
@@ -33,16 +30,6 @@ async def test_pool_shows_the_profile_and_live_figures(client: AsyncClient) -> N
     assert body["checked_out"] == 1
     assert body["overflow"] == 0
     assert body["checked_in"] >= 0
-
-
-@pytest.fixture
-async def proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
-    """A proxy in front of the test database that the test can cut."""
-    url = make_url(settings.url)
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    await proxy.start()
-    yield proxy
-    await proxy.cut()
 
 
 async def test_ready_says_503_while_the_database_is_gone_and_recovers(

@@ -103,16 +103,6 @@ async def test_requests_get_fresh_connections_after_the_server_killed_the_pooled
 
 
 @pytest.fixture
-async def proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
-    """A proxy in front of the test database that the test can cut."""
-    url = make_url(settings.url)
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    await proxy.start()
-    yield proxy
-    await proxy.cut()
-
-
-@pytest.fixture
 async def proxied_app(
     settings: Settings, proxy: TcpProxy, application_name: str
 ) -> AsyncIterator[FastAPI]:

@@ -28,6 +28,13 @@ class BudgetCheck(StrEnum):
     OFF = "off"
 
 
+class Pooler(StrEnum):
+    """What stands between the service and PostgreSQL."""
+
+    NONE = "none"
+    PGBOUNCER = "pgbouncer"
+
+
 @dataclass(frozen=True, slots=True)
 class PoolSettings:
     """How the engine's connection pool is sized and maintained."""
@@ -129,6 +136,7 @@ class Settings(BaseSettings):
     database_connect_retry_delay: float = Field(default=0.5, ge=0)
     database_pool_max_waiting: int | None = Field(default=None, ge=0)
     database_budget_check: BudgetCheck | None = None
+    database_pooler: Pooler = Pooler.NONE
     database_allow_insecure: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

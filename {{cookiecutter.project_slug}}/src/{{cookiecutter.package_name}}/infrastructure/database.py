@@ -7,6 +7,7 @@ application starts, and `close_db` disposes of it when the application stops.
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
-from {{ cookiecutter.package_name }}.infrastructure.config import BudgetCheck, Settings
+from {{ cookiecutter.package_name }}.infrastructure.config import BudgetCheck, Pooler, Settings
 from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class PoolStats:
     # Requests of this process holding a connection. Counted by the requests
     # themselves, not as checkouts minus checkins: a request cancelled while it
     # takes its connection fires a checkin without a checkout, and that drift
-    # would blind the guard in _take_connection for good.
+    # would blind the guard in _request_connection for good.
     holding: int = 0
     # Pool timeouts are logged once per burst, not once per request.
     timeouts_unreported: int = 0
@@ -98,16 +99,33 @@ class Database:
     stats: PoolStats = field(default_factory=PoolStats)
 
 
+def connect_args(settings: Settings) -> dict[str, Any]:
+    """What the driver gets with every new connection (migrations use it too)."""
+    pool = settings.pool
+    args: dict[str, Any] = {"timeout": settings.database_connect_timeout}
+    if settings.uses_dev_sqlite:
+        return args
+    args["server_settings"] = _server_settings(settings)
+    if pool.statement_timeout_ms:
+        args["command_timeout"] = pool.statement_timeout_ms / 1000 + COMMAND_TIMEOUT_MARGIN_SECONDS
+    if settings.database_pooler is Pooler.PGBOUNCER:
+        # In transaction mode PgBouncer gives each transaction whichever server
+        # connection is free, where a statement prepared through another one
+        # does not exist, or exists under the same name: no statement caches,
+        # and a name no other client can have chosen.
+        args["statement_cache_size"] = 0
+        args["prepared_statement_cache_size"] = 0
+        args["prepared_statement_name_func"] = _unique_statement_name
+    return args
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     """Build an engine whose pool follows the settings; it connects lazily."""
     pool = settings.pool
-    connect_args: dict[str, Any] = {"timeout": settings.database_connect_timeout}
-    if not settings.uses_dev_sqlite:
-        connect_args["server_settings"] = _server_settings(settings)
-        if pool.statement_timeout_ms:
-            connect_args["command_timeout"] = (
-                pool.statement_timeout_ms / 1000 + COMMAND_TIMEOUT_MARGIN_SECONDS
-            )
     engine = create_async_engine(
         settings.url,
         poolclass=BurstPool,
@@ -119,12 +137,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # the pre-ping below rarely has anything to check.
         pool_use_lifo=True,
         echo=pool.echo,
-        connect_args=connect_args,
-        # Connections default to autocommit, so a read is one round trip (no
-        # BEGIN/COMMIT around a lone SELECT) and a ping sends one ";" rather
-        # than BEGIN, ";" and ROLLBACK. Writes get a real transaction from
-        # the sessionmaker that init_db binds to TRANSACTION_ISOLATION.
-        isolation_level="AUTOCOMMIT",
+        connect_args=connect_args(settings),
+        isolation_level=_default_isolation(settings),
     )
     if pool.pool_pre_ping:
         _ping_idle_connections(engine)
@@ -156,6 +170,10 @@ def _server_settings(settings: Settings) -> dict[str, str]:
     pool = settings.pool
     # Sent with every new connection, so no request can run or idle unbounded.
     server_settings = {"application_name": settings.database_application_name}
+    if settings.database_pooler is Pooler.PGBOUNCER:
+        # PgBouncer refuses these as startup parameters: set them on the role
+        # instead (ALTER ROLE ... SET statement_timeout = ..., see README.md).
+        return server_settings
     if pool.statement_timeout_ms:
         server_settings["statement_timeout"] = str(pool.statement_timeout_ms)
     if pool.idle_in_transaction_timeout_ms:
@@ -219,6 +237,18 @@ async def init_db(settings: Settings) -> Database:
     )
 
 
+def _default_isolation(settings: Settings) -> str:
+    # Connections default to autocommit, so a read is one round trip (no
+    # BEGIN/COMMIT around a lone SELECT) and a ping sends one ";" rather than
+    # BEGIN, ";" and ROLLBACK; writes get a real transaction from the
+    # sessionmaker bound to _transaction_isolation. Behind PgBouncer every
+    # statement must run inside a transaction, which pins one server
+    # connection between preparing a statement and executing it.
+    if settings.database_pooler is Pooler.PGBOUNCER:
+        return _transaction_isolation(settings)
+    return "AUTOCOMMIT"
+
+
 def _transaction_isolation(settings: Settings) -> str:
     # PostgreSQL's default level; SQLite knows no READ COMMITTED.
     return "SERIALIZABLE" if settings.uses_dev_sqlite else "READ COMMITTED"
@@ -232,6 +262,11 @@ async def close_db(database: Database) -> None:
 async def check_connection_budget(connection: AsyncConnection, settings: Settings) -> None:
     """Compare what all workers' pools may open with what the server accepts."""
     if settings.budget_check is BudgetCheck.OFF:
+        return
+    if settings.database_pooler is Pooler.PGBOUNCER:
+        # The pools open connections to PgBouncer, which holds far fewer to the
+        # server; its own max_client_conn and pool sizes are the limits then.
+        logger.info("Connection budget not checked: the service runs behind PgBouncer")
         return
     rows = await connection.execute(
         text(

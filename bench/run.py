@@ -1,0 +1,571 @@
+"""Benchmark the generated service against a raw asyncpg ceiling and the usual FastAPI patterns.
+
+One command, from the template's root (PostgreSQL at BENCH_DATABASE_URL, default the local
+server's postgres user):
+
+    uv run python -m bench.run            # 10 s runs, 3 interleaved rounds (about 25 minutes)
+    uv run python -m bench.run --quick    # 3 s runs, 1 round, to try it out
+
+It generates the default project into a temporary directory, migrates and seeds a throwaway
+database, runs every variant in turn with the same load, prints a table of medians with the
+ratio to the raw baseline, and writes everything to bench/results/. A benchmark, not a test:
+nothing here passes or fails.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from bench.loadgen import ITEM_COUNT, POST_BODY, LoadResult, run_load
+from bench.pgcount import CountingProxy
+from tests.baking import bake_into, environment_without_virtualenv
+
+ROOT = Path(__file__).resolve().parents[1]
+APPS = ROOT / "bench" / "apps"
+ADMIN_DSN = os.environ.get(
+    "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+POOL_TIMEOUT_UNDER_OVERLOAD = 1.0
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of serving the same two endpoints."""
+
+    name: str
+    label: str
+    application_name: str
+    command: Callable[[Path, int], list[str]]
+    environment: Callable[[str], dict[str, str]]
+
+
+def uvicorn_app(module: str) -> Callable[[Path, int], list[str]]:
+    def command(project: Path, port: int) -> list[str]:
+        python = str(project / ".venv" / "bin" / "python")
+        return [
+            python,
+            "-m",
+            "uvicorn",
+            "--app-dir",
+            str(APPS),
+            module,
+            "--port",
+            str(port),
+        ]
+
+    return command
+
+
+def generated_command(project: Path, port: int) -> list[str]:
+    return [str(project / ".venv" / "bin" / project.name), "serve", "--port", str(port)]
+
+
+def generated_environment(dsn: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": dsn,
+        "DATABASE_PROFILE": "prod",
+        # The local server has no password and no TLS; prod refuses that unless told.
+        "DATABASE_ALLOW_INSECURE": "true",
+        "DATABASE_APPLICATION_NAME": "bench-generated",
+        "WEB_CONCURRENCY": "1",
+    }
+
+
+VARIANTS = [
+    Variant(
+        "raw",
+        "Starlette + raw asyncpg pool",
+        "bench-raw",
+        uvicorn_app("raw_asyncpg:app"),
+        lambda dsn: {"BENCH_DSN": dsn},
+    ),
+    Variant(
+        "generated",
+        "generated service (prod profile)",
+        "bench-generated",
+        generated_command,
+        generated_environment,
+    ),
+    Variant(
+        "naive",
+        "FastAPI + ORM, engine at import, default pool",
+        "bench-naive",
+        uvicorn_app("naive_sqlalchemy:app"),
+        lambda dsn: {
+            "BENCH_URL": dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+        },
+    ),
+    Variant(
+        "textbook",
+        "FastAPI + ORM, textbook lifespan (20+40, pre-ping)",
+        "bench-textbook",
+        uvicorn_app("textbook_lifespan:app"),
+        lambda dsn: {
+            "BENCH_URL": dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+        },
+    ),
+]
+
+
+@dataclass
+class Measurement:
+    variant: str
+    method: str
+    connections: int
+    round: int
+    load: LoadResult
+    peak_connections: int
+    connections_opened_per_second: float
+    startup_seconds: float
+    rss_mib: float
+    peak_rss_mib: float
+
+
+@dataclass
+class Report:
+    started_at: str
+    settings: dict[str, Any]
+    measurements: list[Measurement] = field(default_factory=list)
+    statements: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    overload: dict[str, Any] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def server(
+    variant: Variant, project: Path, dsn: str, **extra: str
+) -> Iterator[tuple[int, int, float]]:
+    """Start a variant, wait for its first database-backed 200; yield port, pid, start-up time."""
+    port = free_port()
+    env = environment_without_virtualenv() | variant.environment(dsn) | extra
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        variant.command(project, port),
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        startup = wait_for_first_read(port, process, started)
+        yield port, process.pid, startup
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_for_first_read(
+    port: int, process: subprocess.Popen[bytes], started: float
+) -> float:
+    deadline = started + 60
+    with httpx.Client(timeout=2) as client:
+        while time.perf_counter() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"server exited with {process.returncode} before answering"
+                )
+            try:
+                if client.get(f"http://127.0.0.1:{port}/items/1").status_code == 200:
+                    return time.perf_counter() - started
+            except httpx.TransportError:
+                pass
+            time.sleep(0.01)
+    raise RuntimeError("server did not answer within 60 s")
+
+
+def memory_mib(pid: int) -> tuple[float, float]:
+    """Current and peak resident memory of a process, in MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    values = {
+        line.split(":")[0]: int(line.split()[1]) / 1024
+        for line in status.splitlines()
+        if line.startswith(("VmRSS", "VmHWM"))
+    }
+    return values["VmRSS"], values["VmHWM"]
+
+
+class ConnectionSampler:
+    """Watch a variant's PostgreSQL connections while the load runs."""
+
+    def __init__(self, dsn: str, database: str, application_name: str) -> None:
+        self.dsn, self.database, self.application_name = dsn, database, application_name
+        self.peak = 0
+        self.sessions_opened = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._watch()))
+
+    def __enter__(self) -> "ConnectionSampler":
+        self._ready = threading.Event()
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    async def _watch(self) -> None:
+        connection = await asyncpg.connect(self.dsn)
+        sessions = "SELECT sessions FROM pg_stat_database WHERE datname = $1"
+        count = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
+        try:
+            await connection.execute("SELECT pg_stat_clear_snapshot()")
+            before = await connection.fetchval(sessions, self.database)
+            self._ready.set()
+            while not self._stop.is_set():
+                await connection.execute("SELECT pg_stat_clear_snapshot()")
+                self.peak = max(
+                    self.peak, await connection.fetchval(count, self.application_name)
+                )
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.6)  # pg_stat_database is flushed every 500 ms at most
+            await connection.execute("SELECT pg_stat_clear_snapshot()")
+            # The sampler's own session counts once.
+            self.sessions_opened = (
+                await connection.fetchval(sessions, self.database) - before - 1
+            )
+        finally:
+            await connection.close()
+
+
+def measure(
+    variant: Variant,
+    project: Path,
+    dsn: str,
+    database: str,
+    method: str,
+    connections: int,
+    seconds: float,
+    round_number: int,
+) -> Measurement:
+    with server(variant, project, dsn) as (port, pid, startup):
+        run_load(port, method, connections, min(2.0, seconds))  # warm-up: pools, caches
+        with ConnectionSampler(
+            ADMIN_DSN, database, variant.application_name
+        ) as sampler:
+            load = run_load(port, method, connections, seconds)
+        rss, peak_rss = memory_mib(pid)
+    return Measurement(
+        variant=variant.name,
+        method=method,
+        connections=connections,
+        round=round_number,
+        load=load,
+        peak_connections=sampler.peak,
+        connections_opened_per_second=max(sampler.sessions_opened, 0) / seconds,
+        startup_seconds=startup,
+        rss_mib=rss,
+        peak_rss_mib=peak_rss,
+    )
+
+
+def count_statements(
+    variant: Variant, project: Path, dsn: str
+) -> dict[str, dict[str, float]]:
+    """Send requests one at a time through a counting proxy: statements and round trips each."""
+    host, port = "127.0.0.1", int(dsn.rsplit(":", 1)[1].split("/", 1)[0])
+    loop = asyncio.new_event_loop()
+    proxy = CountingProxy(host, port)
+    loop.run_until_complete(proxy.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    proxied = dsn.replace(f":{port}/", f":{proxy.port}/")
+    figures: dict[str, dict[str, float]] = {}
+    try:
+        with (
+            server(variant, project, proxied) as (app_port, _, _),
+            httpx.Client() as client,
+        ):
+            base = f"http://127.0.0.1:{app_port}"
+            for method in ("GET", "POST"):
+
+                def send(n: int) -> None:
+                    if method == "GET":
+                        client.get(
+                            f"{base}/items/{1 + n % ITEM_COUNT}"
+                        ).raise_for_status()
+                    else:
+                        client.post(
+                            f"{base}/items",
+                            content=POST_BODY,
+                            headers={"content-type": "application/json"},
+                        ).raise_for_status()
+
+                for n in range(50):
+                    send(n)
+                time.sleep(0.2)
+                proxy.reset()
+                requests = 200
+                for n in range(requests):
+                    send(n)
+                time.sleep(0.2)
+                figures[method] = {
+                    "statements": proxy.statements / requests,
+                    "round_trips": proxy.round_trips / requests,
+                }
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+    return figures
+
+
+def overload(project: Path, dsn: str, seconds: float) -> dict[str, Any]:
+    """c=1,000 against the generated service on a 5+0 pool with a 1 s pool timeout."""
+    generated = next(v for v in VARIANTS if v.name == "generated")
+    extra = {
+        "DATABASE_POOL_SIZE": "5",
+        "DATABASE_MAX_OVERFLOW": "0",
+        "DATABASE_POOL_TIMEOUT": str(POOL_TIMEOUT_UNDER_OVERLOAD),
+    }
+    with server(generated, project, dsn, **extra) as (port, _, _):
+        load = run_load(port, "GET", 1000, seconds)
+        with httpx.Client() as client:
+            after = client.get(f"http://127.0.0.1:{port}/items/1").status_code
+    return {
+        "connections": 1000,
+        "pool": "5+0",
+        "pool_timeout_s": POOL_TIMEOUT_UNDER_OVERLOAD,
+        "load": asdict(load),
+        "max_wait_within_bound": load.max_ms <= (POOL_TIMEOUT_UNDER_OVERLOAD + 1) * 1000
+        and load.socket_errors == 0,
+        "status_right_after": after,
+    }
+
+
+async def prepare_database(dsn: str, name: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+async def seed(dsn: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(
+            "INSERT INTO items (name, description, price) "
+            "SELECT 'item ' || n, 'seeded for the benchmark', (n % 1000) / 10.0 "
+            "FROM generate_series(1, $1) AS n",
+            ITEM_COUNT,
+        )
+        await connection.execute("VACUUM ANALYZE items")
+    finally:
+        await connection.close()
+
+
+async def drop_database(dsn: str, name: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def summarise(report: Report) -> list[dict[str, Any]]:
+    rows = []
+    keys = sorted(
+        {(m.method, m.connections, m.variant) for m in report.measurements},
+        key=lambda k: (k[0] != "GET", k[1], [v.name for v in VARIANTS].index(k[2])),
+    )
+    for method, connections, variant in keys:
+        runs = [
+            m
+            for m in report.measurements
+            if (m.method, m.connections, m.variant) == (method, connections, variant)
+        ]
+        raw_runs = [
+            m
+            for m in report.measurements
+            if (m.method, m.connections, m.variant) == (method, connections, "raw")
+        ]
+        rps = median([m.load.requests_per_second for m in runs])
+        raw = median([m.load.requests_per_second for m in raw_runs])
+        rows.append(
+            {
+                "method": method,
+                "connections": connections,
+                "variant": variant,
+                "requests_per_second": rps,
+                "ratio_to_raw": rps / raw if raw else float("nan"),
+                "p50_ms": median([m.load.p50_ms for m in runs]),
+                "p99_ms": median([m.load.p99_ms for m in runs]),
+                "max_ms": max(m.load.max_ms for m in runs),
+                "non_2xx": sum(m.load.non_2xx for m in runs),
+                "socket_errors": sum(m.load.socket_errors for m in runs),
+                "peak_connections": max(m.peak_connections for m in runs),
+                "connections_opened_per_second": median(
+                    [m.connections_opened_per_second for m in runs]
+                ),
+                "statements_per_request": report.statements.get(variant, {})
+                .get(method, {})
+                .get("statements", float("nan")),
+                "startup_seconds": median([m.startup_seconds for m in runs]),
+                "peak_rss_mib": max(m.peak_rss_mib for m in runs),
+            }
+        )
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]], report: Report) -> None:
+    header = (
+        f"{'endpoint':<15}{'c':>5}  {'variant':<10}{'req/s':>9}{'x raw':>7}{'p50 ms':>8}"
+        f"{'p99 ms':>8}{'non2xx':>8}{'sockerr':>8}{'pg conns':>9}{'new/s':>7}{'stmts':>6}"
+        f"{'start s':>8}{'RSS MiB':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        endpoint = "GET /items/{id}" if row["method"] == "GET" else "POST /items"
+        print(
+            f"{endpoint:<15}{row['connections']:>5}  {row['variant']:<10}"
+            f"{row['requests_per_second']:>9.0f}{row['ratio_to_raw']:>7.2f}{row['p50_ms']:>8.1f}"
+            f"{row['p99_ms']:>8.1f}{row['non_2xx']:>8}{row['socket_errors']:>8}"
+            f"{row['peak_connections']:>9}{row['connections_opened_per_second']:>7.1f}"
+            f"{row['statements_per_request']:>6.1f}{row['startup_seconds']:>8.2f}{row['peak_rss_mib']:>8.0f}"
+        )
+    if report.overload:
+        load = report.overload["load"]
+        print(
+            f"\nOverload, generated service, c=1000 on a 5+0 pool (pool_timeout "
+            f"{report.overload['pool_timeout_s']:.0f} s): {load['requests']} answered, "
+            f"{load['non_2xx']} non-2xx (503), {load['socket_errors']} socket errors, "
+            f"slowest {load['max_ms'] / 1000:.2f} s, status right after: "
+            f"{report.overload['status_right_after']}"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="length of each measured run"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved rounds (medians are reported)",
+    )
+    parser.add_argument(
+        "--connections", default="16,64,256", help="comma-separated concurrency levels"
+    )
+    parser.add_argument("--methods", default="GET,POST")
+    parser.add_argument("--variants", default=",".join(v.name for v in VARIANTS))
+    parser.add_argument("--quick", action="store_true", help="3 s runs, one round")
+    parser.add_argument(
+        "--output", type=Path, help="JSON file (default: bench/results/<time>.json)"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.rounds = 3.0, 1
+    variants = [v for v in VARIANTS if v.name in args.variants.split(",")]
+    if variants[0].name != "raw":
+        print("note: without the raw variant there is no ratio", file=sys.stderr)
+
+    started = datetime.now(UTC)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    database = f"bench_{uuid.uuid4().hex[:10]}"
+    base_dsn = ADMIN_DSN.rsplit("/", 1)[0]
+    dsn = f"{base_dsn}/{database}"
+    report = Report(
+        started_at=started.isoformat(), settings=vars(args) | {"output": None}
+    )
+    try:
+        print(f"generating the default project into {workdir} ...", flush=True)
+        project = bake_into(workdir)
+        env = environment_without_virtualenv()
+        subprocess.run(
+            ["uv", "sync", "--quiet", "--no-dev"], cwd=project, env=env, check=True
+        )
+        asyncio.run(prepare_database(ADMIN_DSN, database))
+        subprocess.run(
+            [str(project / ".venv" / "bin" / "alembic"), "upgrade", "head"],
+            cwd=project,
+            env=env | {"DATABASE_URL": dsn},
+            check=True,
+            capture_output=True,
+        )
+        asyncio.run(seed(dsn))
+        print(
+            f"database {database} migrated and seeded with {ITEM_COUNT} items",
+            flush=True,
+        )
+
+        for variant in variants:
+            report.statements[variant.name] = count_statements(variant, project, dsn)
+        for method in args.methods.split(","):
+            for connections in (int(c) for c in args.connections.split(",")):
+                for round_number in range(args.rounds):
+                    shift = round_number % len(variants)
+                    for variant in variants[shift:] + variants[:shift]:
+                        result = measure(
+                            variant,
+                            project,
+                            dsn,
+                            database,
+                            method,
+                            connections,
+                            args.seconds,
+                            round_number,
+                        )
+                        report.measurements.append(result)
+                        print(
+                            f"  {method:<4} c={connections:<4} round {round_number + 1} "
+                            f"{variant.name:<10} {result.load.requests_per_second:8.0f} req/s",
+                            flush=True,
+                        )
+        if "generated" in args.variants:
+            report.overload = overload(project, dsn, args.seconds)
+    finally:
+        asyncio.run(drop_database(ADMIN_DSN, database))
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    rows = summarise(report)
+    print()
+    print_table(rows, report)
+    output = args.output or ROOT / "bench" / "results" / f"{started:%Y%m%dT%H%M%S}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(
+        json.dumps(asdict(report) | {"summary": rows}, indent=2, default=str)
+    )
+    print(f"\nresults: {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
