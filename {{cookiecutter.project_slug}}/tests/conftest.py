@@ -16,6 +16,7 @@ from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -120,6 +121,17 @@ async def proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
     await proxy.start()
     yield proxy
     await proxy.cut()
+
+
+@pytest.fixture
+def proxied_settings(settings: Settings, proxy: TcpProxy) -> Settings:
+    """The test settings, reaching the database through the proxy and giving up quickly."""
+    url = make_url(settings.url).set(host="127.0.0.1", port=proxy.port)
+    changed = {
+        "database_url": SecretStr(url.render_as_string(hide_password=False)),
+        "database_connect_timeout": 1,
+    }
+    return settings.model_copy(update=changed)
 
 
 @pytest.fixture

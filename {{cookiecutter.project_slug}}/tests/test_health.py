@@ -1,9 +1,8 @@
 """Health routes: liveness without the database, readiness with it, and the pool's figures."""
 
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy.engine import make_url
 
-from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
+from {{ cookiecutter.package_name }}.infrastructure.config import Settings
 from {{ cookiecutter.package_name }}.main import create_app
 from tests.proxy import TcpProxy
 
@@ -33,17 +32,9 @@ async def test_pool_shows_the_profile_and_live_figures(client: AsyncClient) -> N
 
 
 async def test_ready_says_503_while_the_database_is_gone_and_recovers(
-    settings: Settings, proxy: TcpProxy
+    proxied_settings: Settings, proxy: TcpProxy
 ) -> None:
-    url = make_url(settings.url).set(host="127.0.0.1", port=proxy.port)
-    app = create_app(
-        load_settings(
-            _env_file=None,
-            database_url=url.render_as_string(hide_password=False),
-            database_echo=False,
-            database_connect_timeout=1,
-        )
-    )
+    app = create_app(proxied_settings)
     transport = ASGITransport(app=app, raise_app_exceptions=False)
     async with (
         app.router.lifespan_context(app),

@@ -10,7 +10,6 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
@@ -103,20 +102,9 @@ async def test_requests_get_fresh_connections_after_the_server_killed_the_pooled
 
 
 @pytest.fixture
-async def proxied_app(
-    settings: Settings, proxy: TcpProxy, application_name: str
-) -> AsyncIterator[FastAPI]:
+async def proxied_app(proxied_settings: Settings) -> AsyncIterator[FastAPI]:
     """The app reaching its database through the proxy, with a route that holds a query."""
-    url = make_url(settings.url).set(host="127.0.0.1", port=proxy.port)
-    app = create_app(
-        load_settings(
-            _env_file=None,
-            database_url=url.render_as_string(hide_password=False),
-            database_echo=False,
-            database_connect_timeout=1,
-            database_application_name=application_name,
-        )
-    )
+    app = create_app(proxied_settings)
 
     async def slow(session: SessionDep) -> dict[str, str]:
         await session.execute(text("SELECT pg_sleep(5)"))
