@@ -75,9 +75,7 @@ def _run_wrk(port: int, method: str, connections: int, seconds: float) -> LoadRe
         p99_ms=_wrk_latency(output, "99%"),
         max_ms=_wrk_max(output),
         requests=int(re.search(r"(\d+) requests in", output)[1]),  # type: ignore[index]
-        non_2xx=int(m[1])
-        if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", output))
-        else 0,
+        non_2xx=int(m[1]) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", output)) else 0,
         socket_errors=sum(
             int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output)
         ),
@@ -90,9 +88,7 @@ def _to_ms(value: str, unit: str) -> float:
 
 
 def _wrk_latency(output: str, percentile: str) -> float:
-    match = re.search(
-        rf"^\s+{re.escape(percentile)}\s+([\d.]+)(us|ms|s|m)\s*$", output, re.M
-    )
+    match = re.search(rf"^\s+{re.escape(percentile)}\s+([\d.]+)(us|ms|s|m)\s*$", output, re.M)
     return _to_ms(match[1], match[2]) if match else float("nan")
 
 
@@ -101,9 +97,7 @@ def _wrk_max(output: str) -> float:
     return _to_ms(match[1], match[2]) if match else float("nan")
 
 
-async def _run_python(
-    port: int, method: str, connections: int, seconds: float
-) -> LoadResult:
+async def _run_python(port: int, method: str, connections: int, seconds: float) -> LoadResult:
     deadline = time.perf_counter() + seconds
     latencies: list[float] = []
     statuses: list[int] = []
@@ -143,9 +137,7 @@ async def _run_python(
     await asyncio.gather(*(worker() for _ in range(connections)))
     elapsed = time.perf_counter() - started
     latencies.sort()
-    quantiles = (
-        statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
-    )
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
     return LoadResult(
         requests_per_second=len(latencies) / elapsed,
         p50_ms=quantiles[49] * 1000,

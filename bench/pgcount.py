@@ -44,13 +44,9 @@ class CountingProxy:
     def round_trips(self) -> int:
         return self.messages["S"] + self.messages["Q"]
 
-    async def _handle(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        up_reader, up_writer = await asyncio.open_connection(
-            self.target_host, self.target_port
-        )
+        up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
         await asyncio.gather(
             self._client_to_server(reader, up_writer),
             self._pipe(up_reader, writer),
@@ -84,9 +80,7 @@ class CountingProxy:
         finally:
             writer.close()
 
-    async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
                 writer.write(data)

@@ -40,9 +40,7 @@ from tests.baking import bake_into, environment_without_virtualenv
 
 ROOT = Path(__file__).resolve().parents[1]
 APPS = ROOT / "bench" / "apps"
-ADMIN_DSN = os.environ.get(
-    "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+ADMIN_DSN = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 POOL_TIMEOUT_UNDER_OVERLOAD = 1.0
 
 
@@ -109,18 +107,14 @@ VARIANTS = [
         "FastAPI + ORM, engine at import, default pool",
         "bench-naive",
         uvicorn_app("naive_sqlalchemy:app"),
-        lambda dsn: {
-            "BENCH_URL": dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
-        },
+        lambda dsn: {"BENCH_URL": dsn.replace("postgresql://", "postgresql+asyncpg://", 1)},
     ),
     Variant(
         "textbook",
         "FastAPI + ORM, textbook lifespan (20+40, pre-ping)",
         "bench-textbook",
         uvicorn_app("textbook_lifespan:app"),
-        lambda dsn: {
-            "BENCH_URL": dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
-        },
+        lambda dsn: {"BENCH_URL": dsn.replace("postgresql://", "postgresql+asyncpg://", 1)},
     ),
 ]
 
@@ -183,16 +177,12 @@ def server(
             process.wait()
 
 
-def wait_for_first_read(
-    port: int, process: subprocess.Popen[bytes], started: float
-) -> float:
+def wait_for_first_read(port: int, process: subprocess.Popen[bytes], started: float) -> float:
     deadline = started + 60
     with httpx.Client(timeout=2) as client:
         while time.perf_counter() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(
-                    f"server exited with {process.returncode} before answering"
-                )
+                raise RuntimeError(f"server exited with {process.returncode} before answering")
             try:
                 if client.get(f"http://127.0.0.1:{port}/items/1").status_code == 200:
                     return time.perf_counter() - started
@@ -243,16 +233,12 @@ class ConnectionSampler:
             self._ready.set()
             while not self._stop.is_set():
                 await connection.execute("SELECT pg_stat_clear_snapshot()")
-                self.peak = max(
-                    self.peak, await connection.fetchval(count, self.application_name)
-                )
+                self.peak = max(self.peak, await connection.fetchval(count, self.application_name))
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.6)  # pg_stat_database is flushed every 500 ms at most
             await connection.execute("SELECT pg_stat_clear_snapshot()")
             # The sampler's own session counts once.
-            self.sessions_opened = (
-                await connection.fetchval(sessions, self.database) - before - 1
-            )
+            self.sessions_opened = await connection.fetchval(sessions, self.database) - before - 1
         finally:
             await connection.close()
 
@@ -269,9 +255,7 @@ def measure(
 ) -> Measurement:
     with server(variant, project, dsn) as (port, pid, startup):
         run_load(port, method, connections, min(2.0, seconds))  # warm-up: pools, caches
-        with ConnectionSampler(
-            ADMIN_DSN, database, variant.application_name
-        ) as sampler:
+        with ConnectionSampler(ADMIN_DSN, database, variant.application_name) as sampler:
             load = run_load(port, method, connections, seconds)
         rss, peak_rss = memory_mib(pid)
     return Measurement(
@@ -288,9 +272,7 @@ def measure(
     )
 
 
-def count_statements(
-    variant: Variant, project: Path, dsn: str
-) -> dict[str, dict[str, float]]:
+def count_statements(variant: Variant, project: Path, dsn: str) -> dict[str, dict[str, float]]:
     """Send requests one at a time through a counting proxy: statements and round trips each."""
     host, port = "127.0.0.1", int(dsn.rsplit(":", 1)[1].split("/", 1)[0])
     loop = asyncio.new_event_loop()
@@ -310,9 +292,7 @@ def count_statements(
 
                 def send(n: int) -> None:
                     if method == "GET":
-                        client.get(
-                            f"{base}/items/{1 + n % ITEM_COUNT}"
-                        ).raise_for_status()
+                        client.get(f"{base}/items/{1 + n % ITEM_COUNT}").raise_for_status()
                     else:
                         client.post(
                             f"{base}/items",
@@ -472,9 +452,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--seconds", type=float, default=10.0, help="length of each measured run"
-    )
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured run")
     parser.add_argument(
         "--rounds",
         type=int,
@@ -502,16 +480,12 @@ def main() -> int:
     database = f"bench_{uuid.uuid4().hex[:10]}"
     base_dsn = ADMIN_DSN.rsplit("/", 1)[0]
     dsn = f"{base_dsn}/{database}"
-    report = Report(
-        started_at=started.isoformat(), settings=vars(args) | {"output": None}
-    )
+    report = Report(started_at=started.isoformat(), settings=vars(args) | {"output": None})
     try:
         print(f"generating the default project into {workdir} ...", flush=True)
         project = bake_into(workdir)
         env = environment_without_virtualenv()
-        subprocess.run(
-            ["uv", "sync", "--quiet", "--no-dev"], cwd=project, env=env, check=True
-        )
+        subprocess.run(["uv", "sync", "--quiet", "--no-dev"], cwd=project, env=env, check=True)
         asyncio.run(prepare_database(ADMIN_DSN, database))
         subprocess.run(
             [str(project / ".venv" / "bin" / "alembic"), "upgrade", "head"],
@@ -560,9 +534,7 @@ def main() -> int:
     print_table(rows, report)
     output = args.output or ROOT / "bench" / "results" / f"{started:%Y%m%dT%H%M%S}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(
-        json.dumps(asdict(report) | {"summary": rows}, indent=2, default=str)
-    )
+    output.write_text(json.dumps(asdict(report) | {"summary": rows}, indent=2, default=str))
     print(f"\nresults: {output}")
     return 0
 

@@ -51,4 +51,6 @@ def tool(name: str) -> str:
 
 def environment_without_virtualenv() -> dict[str, str]:
     """This process's environment, minus what would make uv reuse the template's venv."""
-    return {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT"}}
+    return {
+        k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT"}
+    }

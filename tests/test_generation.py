@@ -1,10 +1,8 @@
 """Bake every supported option set and hold the result to the generated project's own gates."""
 
 import filecmp
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +205,9 @@ def test_generated_tests_pass_against_postgresql(tmp_path: Path, name: str) -> N
     project = bake_into(tmp_path, **SUPPORTED[name])
     env = environment_without_virtualenv()
     run(["uv", "sync", "--quiet"], cwd=project, env=env)
-    result = run(["uv", "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project, env=env)
+    result = run(
+        ["uv", "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project, env=env
+    )
     summary = result.stdout.strip().splitlines()[-1]
     assert re.search(r"\d+ passed", summary) and "failed" not in summary, summary
     assert "skipped" not in summary, "the generated tests must never skip silently"

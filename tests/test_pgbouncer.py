@@ -87,7 +87,10 @@ async def mixed_load(base_url: str) -> list[int]:
     limits = httpx.Limits(max_connections=50)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
         created = await asyncio.gather(
-            *(client.post("/items", json={"name": f"item {n}", "price": "1.50"}) for n in range(100))
+            *(
+                client.post("/items", json={"name": f"item {n}", "price": "1.50"})
+                for n in range(100)
+            )
         )
         ids = [response.json()["id"] for response in created]
         others = await asyncio.gather(

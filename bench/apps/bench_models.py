@@ -21,9 +21,7 @@ class Item(Base):
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(String(2000))
     price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class ItemIn(BaseModel):
@@ -38,9 +36,7 @@ class ItemOut(ItemIn):
     created_at: datetime
 
 
-def add_item_routes(
-    app: FastAPI, get_db: Callable[..., AsyncIterator[AsyncSession]]
-) -> None:
+def add_item_routes(app: FastAPI, get_db: Callable[..., AsyncIterator[AsyncSession]]) -> None:
     """The two benchmarked routes, written the way tutorials write them."""
 
     @app.get("/items/{item_id}", response_model=ItemOut)

@@ -38,9 +38,7 @@ async def get_item(request: Request) -> Response:
 async def create_item(request: Request) -> Response:
     pool: asyncpg.Pool = request.app.state.pool
     body = json.loads(await request.body())
-    row = await pool.fetchrow(
-        INSERT, body["name"], body.get("description"), body["price"]
-    )
+    row = await pool.fetchrow(INSERT, body["name"], body.get("description"), body["price"])
     return Response(as_json(row), 201, media_type="application/json")
 
 
