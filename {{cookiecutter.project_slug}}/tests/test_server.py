@@ -175,3 +175,35 @@ async def test_sigterm_finishes_in_flight_requests_then_closes_every_connection(
     assert "Application shutdown complete" in output
     assert "Traceback" not in output
     assert await connection_count(application_name, expected=0) == 0
+
+
+async def test_each_worker_has_its_own_pool_and_all_stay_within_the_budget(
+    start_server: StartServer, application_name: str
+) -> None:
+    server = start_server(WEB_CONCURRENCY="2", DATABASE_POOL_SIZE="2", DATABASE_MAX_OVERFLOW="1")
+    limit = 2 * (2 + 1)
+    peak = 0
+
+    async def watch(stop: asyncio.Event) -> None:
+        nonlocal peak
+        while not stop.is_set():
+            # within=0: read the count once, without waiting for any value.
+            now = await connection_count(application_name, expected=-1, within=0)
+            peak = max(peak, now)
+            await asyncio.sleep(0.02)
+
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch(stop))
+    limits = httpx.Limits(max_connections=100)
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{server.port}", limits=limits, timeout=30
+    ) as client:
+        responses = await asyncio.gather(*(client.get("/items") for _ in range(400)))
+    stop.set()
+    await watcher
+    assert {response.status_code for response in responses} <= {200, 503}
+    # More connections than one pool may hold, so each worker has its own, and
+    # never more than all the workers' pools together.
+    assert 2 + 1 < peak <= limit
+    server.stop()
+    assert await connection_count(application_name, expected=0) == 0
