@@ -35,7 +35,7 @@ def bake_into(output_dir: Path, **answers: Any) -> Path:
 
 def run(command: list[str], cwd: Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """Run a command, failing the test with its output when it exits non-zero."""
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, **kwargs)
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False, **kwargs)
     if result.returncode != 0:
         pytest.fail(
             f"{' '.join(command)} exited {result.returncode}\n{result.stdout}\n{result.stderr}",

@@ -6,18 +6,16 @@ they share the server with everything else.
 
 import asyncio
 import shutil
-import signal
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
-from tests.baking import Bake, environment_without_virtualenv, run
-from tests.test_pgbouncer import ADMIN_DSN, admin, free_port, wait_for_port
+from tests.baking import Bake
+from tests.services import ADMIN_DSN, install, migrate, serving, throwaway_database
 
 PING_AFTER_IDLE_SECONDS = 1.0  # as in the generated infrastructure/database.py
 
@@ -42,71 +40,42 @@ def wait_for_postgresql() -> None:
     pytest.fail("PostgreSQL did not come back within 60 s", pytrace=False)
 
 
-def test_the_service_rides_out_a_database_restart_and_leaves_cleanly(
-    bake: Bake,
-) -> None:
+def test_the_service_rides_out_a_database_restart_and_leaves_cleanly(bake: Bake) -> None:
     version = cluster()
     project = bake()
-    env = environment_without_virtualenv()
-    run(["uv", "sync", "--quiet", "--no-dev"], cwd=project, env=env)
-    database = f"test_restart_{uuid.uuid4().hex[:10]}"
-    asyncio.run(admin(f'CREATE DATABASE "{database}"'))
-    try:
+    env = install(project)
+    with throwaway_database("test_restart") as database:
         env |= {
             "DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}",
             "DATABASE_ECHO": "false",
             "DATABASE_APPLICATION_NAME": database,
         }
-        run(
-            [str(project / ".venv" / "bin" / "alembic"), "upgrade", "head"],
-            cwd=project,
-            env=env,
-        )
-        port = free_port()
-        server = subprocess.Popen(
-            [
-                str(project / ".venv" / "bin" / project.name),
-                "serve",
-                "--port",
-                str(port),
-            ],
-            cwd=project,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_for_port(port, server, "the service")
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-                item = client.post("/items", json={"name": "Survivor", "price": "1"}).json()
+        migrate(project, env)
+        with (
+            serving(project, env) as port,
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
+        ):
+            item = client.post("/items", json={"name": "Survivor", "price": "1"}).json()
 
-                stop = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main"]
-                subprocess.run([*stop, "stop", "-m", "fast"], check=True)
-                try:
-                    assert client.get("/health/ready").status_code == 503
-                    assert client.get("/health/live").status_code == 200
-                    down = client.get(f"/items/{item['id']}")
-                    assert down.status_code == 503
-                    assert down.headers["Retry-After"] == "1"
-                finally:
-                    subprocess.run([*stop, "start"], check=True)
-                    wait_for_postgresql()
+            cluster_command = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main"]
+            subprocess.run([*cluster_command, "stop", "-m", "fast"], check=True)
+            try:
+                assert client.get("/health/ready").status_code == 503
+                assert client.get("/health/live").status_code == 200
+                down = client.get(f"/items/{item['id']}")
+                assert down.status_code == 503
+                assert down.headers["Retry-After"] == "1"
+            finally:
+                subprocess.run([*cluster_command, "start"], check=True)
+                wait_for_postgresql()
 
-                # Connections idle past the ping window are checked and replaced.
-                time.sleep(PING_AFTER_IDLE_SECONDS)
-                assert client.get("/health/ready").status_code == 200
-                statuses = [client.get(f"/items/{item['id']}").status_code for _ in range(20)]
-                statuses.append(
-                    client.post("/items", json={"name": "After", "price": "2"}).status_code
-                )
-                assert statuses == [200] * 20 + [201]
-        finally:
-            server.send_signal(signal.SIGTERM)
-            assert server.wait(timeout=30) in (0, -signal.SIGTERM)
-        left = asyncio.run(connections_named(database))
-        assert left == 0
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            # Connections idle past the ping window are checked and replaced.
+            time.sleep(PING_AFTER_IDLE_SECONDS)
+            assert client.get("/health/ready").status_code == 200
+            statuses = [client.get(f"/items/{item['id']}").status_code for _ in range(20)]
+            created = client.post("/items", json={"name": "After", "price": "2"})
+            assert statuses + [created.status_code] == [200] * 20 + [201]
+        assert asyncio.run(connections_named(database)) == 0
 
 
 async def connections_named(name: str) -> int:

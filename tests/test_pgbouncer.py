@@ -3,41 +3,25 @@
 import asyncio
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
-from tests.baking import Bake, environment_without_virtualenv, run
+from tests.baking import Bake
+from tests.services import (
+    free_port,
+    install,
+    migrate,
+    serving,
+    throwaway_database,
+    wait_for_port,
+)
 
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{what} exited with {process.returncode}", pytrace=False)
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    pytest.fail(f"{what} did not listen on {port} within 30 s", pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +58,6 @@ def pgbouncer() -> Iterator[int]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def admin(statement: str) -> None:
-    connection = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
 async def mixed_load(base_url: str) -> list[int]:
     """Concurrent writes, reads, changes and misses: more clients than server connections."""
     limits = httpx.Limits(max_connections=50)
@@ -108,35 +84,15 @@ async def mixed_load(base_url: str) -> list[int]:
 
 def test_the_service_and_its_migrations_work_behind_pgbouncer(bake: Bake, pgbouncer: int) -> None:
     project = bake()
-    env = environment_without_virtualenv()
-    run(["uv", "sync", "--quiet", "--no-dev"], cwd=project, env=env)
-    database = f"test_pgbouncer_{uuid.uuid4().hex[:10]}"
-    asyncio.run(admin(f'CREATE DATABASE "{database}"'))
-    try:
+    env = install(project)
+    with throwaway_database("test_pgbouncer") as database:
         env |= {
             "DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:{pgbouncer}/{database}",
             "DATABASE_POOLER": "pgbouncer",
             "DATABASE_ECHO": "false",
         }
-        alembic = str(project / ".venv" / "bin" / "alembic")
-        run([alembic, "upgrade", "head"], cwd=project, env=env)
-        run([alembic, "check"], cwd=project, env=env)
-
-        port = free_port()
-        server = subprocess.Popen(
-            [str(project / ".venv" / "bin" / project.name), "serve", "--port", str(port)],
-            cwd=project,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_for_port(port, server, "the service")
+        migrate(project, env, "upgrade head", "check")
+        with serving(project, env) as port:
             statuses = asyncio.run(mixed_load(f"http://127.0.0.1:{port}"))
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
-        assert sorted(set(statuses)) == [200, 201, 404]
-        assert statuses.count(404) == 20
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    assert sorted(set(statuses)) == [200, 201, 404]
+    assert statuses.count(404) == 20
