@@ -1,8 +1,6 @@
 """`serve` refuses to start in one line per problem, with an exit code that says which kind."""
 
 import asyncio
-import logging
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import text
@@ -13,16 +11,6 @@ from {{ cookiecutter.package_name }} import cli
 from tests.conftest import admin_url, connection_count
 
 PASSWORD = "Xq7-cli-not-a-real-pw"
-
-
-@pytest.fixture(autouse=True)
-def _package_logger_restored() -> Iterator[None]:
-    """Take away what `main` sets on the package logger, so no later test writes through it."""
-    logger = logging.getLogger("{{ cookiecutter.package_name }}")
-    handlers, level = list(logger.handlers), logger.level
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
 
 
 async def max_connections() -> int:

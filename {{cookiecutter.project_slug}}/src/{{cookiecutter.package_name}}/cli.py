@@ -1,4 +1,4 @@
-"""The service's command line: check the configuration and the database, then serve."""
+"""The service's command line: `serve`, and the `db` commands from commands/db.py."""
 
 import argparse
 import asyncio
@@ -10,6 +10,7 @@ from typing import Final
 
 import uvicorn
 
+from {{ cookiecutter.package_name }}.commands.db import add_db_commands, run_db_command
 from {{ cookiecutter.package_name }}.infrastructure.config import (
     SettingsError,
     load_settings,
@@ -51,7 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument(
         "--reload", action="store_true", help="restart on code changes (development)"
     )
+    db = commands.add_parser("db", help="migrate, check, inspect or wait for the database")
+    add_db_commands(db)
     args = parser.parse_args(argv)
+    if args.command == "db":
+        log_to_stderr()
+        return run_db_command(args)
     # Options become environment variables, so that they are validated like
     # the rest and every worker process reads the same settings.
     options = {"HOST": args.host, "PORT": args.port, "WEB_CONCURRENCY": args.workers}

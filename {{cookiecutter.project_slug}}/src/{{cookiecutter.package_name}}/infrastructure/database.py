@@ -218,7 +218,7 @@ async def init_db(settings: Settings) -> Database:
                 await check_connection_budget(connection, settings)
     except (OSError, TimeoutError, DBAPIError) as error:
         await engine.dispose()
-        raise DatabaseUnavailableError(_describe_failure(settings, error)) from error
+        raise DatabaseUnavailableError(describe_failure(settings, error)) from error
     except BaseException:
         await engine.dispose()
         raise
@@ -259,15 +259,21 @@ async def close_db(database: Database) -> None:
     await database.engine.dispose()
 
 
-async def check_connection_budget(connection: AsyncConnection, settings: Settings) -> None:
-    """Compare what all workers' pools may open with what the server accepts."""
-    if settings.budget_check is BudgetCheck.OFF:
-        return
-    if settings.database_pooler is Pooler.PGBOUNCER:
-        # The pools open connections to PgBouncer, which holds far fewer to the
-        # server; its own max_client_conn and pool sizes are the limits then.
-        logger.info("Connection budget not checked: the service runs behind PgBouncer")
-        return
+@dataclass(frozen=True, slots=True)
+class ConnectionLimit:
+    """How many connections the server accepts, and how many of them it keeps back."""
+
+    max_connections: int
+    reserved: int
+
+    @property
+    def available(self) -> int:
+        """The connections left for ordinary roles such as the service's."""
+        return self.max_connections - self.reserved
+
+
+async def read_connection_limit(connection: AsyncConnection) -> ConnectionLimit:
+    """Read max_connections and the connections the server reserves for special roles."""
     rows = await connection.execute(
         text(
             "SELECT name, setting::int FROM pg_settings WHERE name IN "
@@ -278,16 +284,33 @@ async def check_connection_budget(connection: AsyncConnection, settings: Setting
     reserved = server.get("superuser_reserved_connections", 0) + server.get(
         "reserved_connections", 0
     )
-    available = server["max_connections"] - reserved
+    return ConnectionLimit(max_connections=server["max_connections"], reserved=reserved)
+
+
+def peak_connections(settings: Settings) -> int:
+    """The most connections the pools of all workers may hold at once."""
     pool = settings.pool
-    workers = settings.web_concurrency
-    needed = workers * (pool.pool_size + pool.max_overflow)
-    if needed <= available:
+    return settings.web_concurrency * (pool.pool_size + pool.max_overflow)
+
+
+async def check_connection_budget(connection: AsyncConnection, settings: Settings) -> None:
+    """Compare what all workers' pools may open with what the server accepts."""
+    if settings.budget_check is BudgetCheck.OFF:
         return
+    if settings.database_pooler is Pooler.PGBOUNCER:
+        # The pools open connections to PgBouncer, which holds far fewer to the
+        # server; its own max_client_conn and pool sizes are the limits then.
+        logger.info("Connection budget not checked: the service runs behind PgBouncer")
+        return
+    limit = await read_connection_limit(connection)
+    needed = peak_connections(settings)
+    if needed <= limit.available:
+        return
+    pool = settings.pool
     message = (
-        f"connection budget exceeded: {workers} worker(s) x ({pool.pool_size} pool + "
-        f"{pool.max_overflow} overflow) = {needed} > {available} available "
-        f"(max_connections {server['max_connections']} - {reserved} reserved); lower "
+        f"connection budget exceeded: {settings.web_concurrency} worker(s) x ({pool.pool_size} "
+        f"pool + {pool.max_overflow} overflow) = {needed} > {limit.available} available "
+        f"(max_connections {limit.max_connections} - {limit.reserved} reserved); lower "
         "DATABASE_POOL_SIZE, DATABASE_MAX_OVERFLOW or WEB_CONCURRENCY, raise max_connections, "
         "or put PgBouncer in front"
     )
@@ -316,11 +339,16 @@ async def wait_for_database(settings: Settings) -> None:
             return
 
 
-def _describe_failure(settings: Settings, error: BaseException) -> str:
+def describe_failure(settings: Settings, error: BaseException) -> str:
+    """Say in one line, without the password, which database failed and why."""
+    return f"cannot use the database at {settings.safe_url}: {failure_reason(error)}"
+
+
+def failure_reason(error: BaseException) -> str:
+    """The first line of what the driver said, without SQLAlchemy's wrapping."""
     cause = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
     lines = str(cause).strip().splitlines()
-    reason = lines[0] if lines else type(cause).__name__
-    return f"cannot use the database at {settings.safe_url}: {reason}"
+    return lines[0] if lines else type(cause).__name__
 
 
 @asynccontextmanager
