@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from tests.baking import Bake, bake_into, run, tool
+from tests.makefile import make_targets
 
 PYTHON_VERSIONS = ["3.11", "3.12", "3.13"]
 WORKFLOW = Path(".github/workflows/ci.yml")
@@ -225,17 +226,19 @@ def test_image_exposes_the_port_and_checks_liveness(dockerfile: str) -> None:
     assert "--timeout=" in healthcheck.arguments
 
 
-def test_cmd_migrates_then_execs_the_server(project: Path, dockerfile: str) -> None:
+def test_cmd_waits_migrates_then_execs_the_server(project: Path, dockerfile: str) -> None:
     final = stages(dockerfile)[-1]
     (cmd,) = named(final, "CMD")
     assert not named(final, "ENTRYPOINT")
     shell, flag, script = cmd.exec_form()
     assert (shell, flag) == ("sh", "-c")
-    migrate, serve = (part.strip() for part in script.split("&&"))
-    # && so that a failed migration stops the start; exec so that SIGTERM
-    # reaches the server instead of the shell.
-    assert migrate == "alembic upgrade head"
-    assert serve == f"exec {console_script(project)} serve"
+    wait, migrate, serve = (part.strip() for part in script.split("&&"))
+    # && so that a database that never answers or a failed migration stops the
+    # start; exec so that SIGTERM reaches the server instead of the shell.
+    command = console_script(project)
+    assert wait == f"{command} db wait"
+    assert migrate == f"{command} db upgrade"
+    assert serve == f"exec {command} serve"
 
 
 def test_final_stage_holds_what_migrations_need(dockerfile: str) -> None:
@@ -393,12 +396,13 @@ def test_database_is_healthchecked_and_persistent(compose: dict[str, Any]) -> No
 def test_migrations_run_once_before_the_app(compose: dict[str, Any], project: Path) -> None:
     services = compose["services"]
     migrate, app = services["migrate"], services["app"]
-    assert migrate["command"] == ["alembic", "upgrade", "head"]
+    command = console_script(project)
+    assert migrate["command"] == ["sh", "-c", f"{command} db wait && {command} db upgrade"]
     assert migrate["restart"] == "no"
     assert migrate["depends_on"]["db"]["condition"] == "service_healthy"
     assert app["depends_on"]["db"]["condition"] == "service_healthy"
     assert app["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    assert app["command"] == [console_script(project), "serve"]
+    assert app["command"] == [command, "serve"]
     assert "8000:8000" in app["ports"]
 
 
@@ -517,14 +521,33 @@ def test_workflow_runs_the_gates_in_order(workflow: dict[Any, Any]) -> None:
         if "run" in step and not step.get("continue-on-error")
     ]
     assert commands == [
-        "uv sync",
-        "uv run ruff check",
-        "uv run ruff format --check",
-        "uv run mypy",
-        "uv run alembic upgrade head",
-        "uv run alembic check",
-        "uv run pytest",
+        "make install",
+        "make lint",
+        "make typecheck",
+        "make migrate",
+        "make check-migrations",
+        "make test",
     ]
+
+
+def test_workflow_and_people_run_the_same_makefile_targets(
+    project: Path, workflow: dict[Any, Any]
+) -> None:
+    targets = make_targets(project)
+    gates = [
+        step["run"].strip().removeprefix("make ")
+        for step in steps(workflow)
+        if "run" in step and not step.get("continue-on-error")
+    ]
+    assert set(gates) <= set(targets)
+    command = console_script(project)
+    assert targets["install"] == ["uv sync"]
+    assert targets["lint"] == ["uv run ruff check", "uv run ruff format --check"]
+    assert targets["typecheck"] == ["uv run mypy"]
+    assert targets["test"] == ["uv run pytest $(PYTEST_ARGS)"]
+    assert targets["migrate"] == [f"uv run {command} db upgrade"]
+    assert targets["check-migrations"] == [f"uv run {command} db check"]
+    assert targets["serve"] == [f"uv run {command} serve"]
 
 
 def test_template_check_reports_without_failing_the_build(workflow: dict[Any, Any]) -> None:
@@ -545,11 +568,11 @@ def test_migrations_and_tests_use_the_postgres_service(workflow: dict[Any, Any])
     by_command = {step["run"].strip(): step for step in job["steps"] if "run" in step}
     database = postgres["env"].get("POSTGRES_DB", "postgres")
     password = postgres["env"]["POSTGRES_PASSWORD"]
-    for command in ("uv run alembic upgrade head", "uv run alembic check"):
+    for command in ("make migrate", "make check-migrations"):
         assert by_command[command]["env"]["DATABASE_URL"] == (
             f"postgresql+asyncpg://postgres:{password}@127.0.0.1:5432/{database}"
         )
-    assert by_command["uv run pytest"]["env"]["TEST_DATABASE_URL"] == (
+    assert by_command["make test"]["env"]["TEST_DATABASE_URL"] == (
         f"postgresql+asyncpg://postgres:{password}@127.0.0.1:5432/postgres"
     )
 
