@@ -114,12 +114,22 @@ def test_the_project_has_its_layout(bake: Bake) -> None:
         "LICENSE",
         ".env.example",
         ".gitignore",
+        ".pre-commit-config.yaml",
+        "Makefile",
         "alembic.ini",
         "migrations/env.py",
         "tests/conftest.py",
     ]:
         assert (project / relative).is_file(), relative
-    for module in ["main", "health", "cli", "infrastructure/config", "infrastructure/database"]:
+    for module in [
+        "main",
+        "health",
+        "cli",
+        "commands/db",
+        "infrastructure/config",
+        "infrastructure/database",
+        "infrastructure/migrations",
+    ]:
         assert (package / f"{module}.py").is_file(), module
     for module in ["router", "schemas", "models", "service"]:
         assert (package / "items" / f"{module}.py").is_file(), module
