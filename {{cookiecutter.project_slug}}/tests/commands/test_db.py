@@ -304,3 +304,20 @@ def test_alembic_ini_is_found_from_any_working_directory(
     assert not (tmp_path / "alembic.ini").exists()
     code, _, err = db(capsys, "check")
     assert (code, err) == (0, [])
+
+
+def test_alembic_config_is_the_file_it_names(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    at_head: str,
+    tmp_path: Path,
+) -> None:
+    # A copy whose %(here)s/migrations does not exist, so using it cannot go unnoticed.
+    elsewhere = tmp_path / "elsewhere.ini"
+    elsewhere.write_text((PROJECT_ROOT / "alembic.ini").read_text())
+    monkeypatch.setenv("ALEMBIC_CONFIG", str(elsewhere))
+    code, out, err = db(capsys, "check")
+    assert (code, out) == (2, [])
+    assert len(err) == 1, err
+    assert err[0].startswith(f"error: {elsewhere}: ")
+    assert str(tmp_path / "migrations") in err[0]

@@ -8,6 +8,7 @@ from typing import Final
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -52,6 +53,11 @@ def alembic_config(settings: Settings) -> Config:
     # and leaves logging alone: the command line has set it up already.
     config.attributes["database_url"] = settings.url
     config.attributes["configure_logger"] = False
+    try:
+        ScriptDirectory.from_config(config)
+    except CommandError as error:
+        # A missing or mistyped script_location: the configuration is wrong, not the database.
+        raise MigrationConfigError(f"{config.config_file_name}: {error}") from None
     return config
 
 
