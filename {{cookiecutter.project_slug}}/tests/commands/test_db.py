@@ -91,6 +91,15 @@ def unreachable(monkeypatch: pytest.MonkeyPatch, unused_tcp_port: int) -> str:
     return url.replace(PASSWORD, "***")
 
 
+def test_help_lists_the_commands_and_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["db", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "{upgrade,downgrade,check,status,wait}" in text
+    assert "Exit codes: 0 done; 1 the database is unreachable" in text
+
+
 def test_upgrade_and_downgrade_round_trip(
     capsys: pytest.CaptureFixture[str], empty_database: str
 ) -> None:

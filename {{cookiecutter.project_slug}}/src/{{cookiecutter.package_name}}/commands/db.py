@@ -56,6 +56,8 @@ class DriftError(Exception):
 
 def add_db_commands(parser: argparse.ArgumentParser) -> None:
     """Add the `db` subcommands to the `db` command's parser."""
+    # The module's docstring, exit codes included, is the command's --help text.
+    parser.description = __doc__
     commands = parser.add_subparsers(dest="db_command", required=True)
     upgrade = commands.add_parser("upgrade", help="apply the migrations up to REVISION")
     upgrade.add_argument("revision", nargs="?", default="head", help="target (default: head)")
