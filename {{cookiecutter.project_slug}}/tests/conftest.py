@@ -9,6 +9,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,11 +34,16 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TEST_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
 
+def is_database_variable(name: str) -> bool:
+    """Whether the service reads `name` as a database setting (DATABASE_*, DATABASES__*)."""
+    return name.upper().startswith(("DATABASE_", "DATABASES__"))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Keep the developer's DATABASE_* variables and .env file out of every test."""
+    """Keep the developer's database variables and .env file out of every test."""
     for name in list(os.environ):
-        if name.startswith("DATABASE_"):
+        if is_database_variable(name):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
 
@@ -70,11 +76,10 @@ async def run_admin_statement(statement: str) -> None:
         await engine.dispose()
 
 
-# Autouse: without PostgreSQL the run stops at once with one line, before any test.
-@pytest.fixture(scope="session", autouse=True)
-def database_url() -> Iterator[str]:
-    """Create a database for this run, migrate it to head, and drop it at the end."""
-    name = f"test_{{ cookiecutter.package_name }}_{uuid.uuid4().hex[:12]}"
+@contextmanager
+def throwaway_database(role: str) -> Iterator[str]:
+    """Create a database, migrate it to head, yield its URL, and drop it at the end."""
+    name = f"test_{{ cookiecutter.package_name }}_{role}_{uuid.uuid4().hex[:12]}"
     try:
         asyncio.run(run_admin_statement(f'CREATE DATABASE "{name}"'))
     except (OSError, TimeoutError, SQLAlchemyError) as error:
@@ -91,12 +96,27 @@ def database_url() -> Iterator[str]:
         config.attributes["configure_logger"] = False
         with pytest.MonkeyPatch.context() as environment:
             # The migrations read the service's settings: keep the developer's out.
-            for variable in [name for name in os.environ if name.startswith("DATABASE_")]:
+            for variable in [name for name in os.environ if is_database_variable(name)]:
                 environment.delenv(variable)
             command.upgrade(config, "head")
         yield url
     finally:
         asyncio.run(run_admin_statement(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+# Autouse: without PostgreSQL the run stops at once with one line, before any test.
+@pytest.fixture(scope="session", autouse=True)
+def database_url() -> Iterator[str]:
+    """The primary database of this run, migrated to head."""
+    with throwaway_database("primary") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def replica_database_url() -> Iterator[str]:
+    """A second database of this run, migrated the same way, that plays the read replica."""
+    with throwaway_database("replica") as url:
+        yield url
 
 
 @pytest.fixture
@@ -113,6 +133,20 @@ def settings(database_url: str, application_name: str) -> Settings:
         database_url=database_url,
         database_echo=False,
         database_application_name=application_name,
+    )
+
+
+@pytest.fixture
+def replica_settings(
+    database_url: str, replica_database_url: str, application_name: str
+) -> Settings:
+    """The test settings with the second database as DATABASES__REPLICA__URL."""
+    return load_settings(
+        _env_file=None,
+        database_url=database_url,
+        database_echo=False,
+        database_application_name=application_name,
+        databases={"replica": {"url": replica_database_url, "echo": False}},
     )
 
 

@@ -94,6 +94,30 @@ def test_an_unreachable_database_exits_1_after_each_attempt_is_logged(
         assert all(PASSWORD not in line for line in lines)
 
 
+def test_an_unreachable_extra_database_exits_1_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    database_url: str,
+    application_name: str,
+    unused_tcp_port: int,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DATABASE_APPLICATION_NAME", application_name)
+    monkeypatch.setenv("DATABASE_CONNECT_RETRIES", "0")
+    monkeypatch.setenv("DATABASE_ECHO", "false")
+    monkeypatch.setenv(
+        "DATABASES__REPLICA__URL", f"postgresql://svc:{PASSWORD}@127.0.0.1:{unused_tcp_port}/app"
+    )
+    code, lines = serve(capsys)
+    assert code == 1
+    where = f"postgresql+asyncpg://svc:***@127.0.0.1:{unused_tcp_port}/app"
+    assert lines[-1].startswith(
+        f"error: DATABASES__REPLICA__URL: cannot use the database at {where}: "
+    )
+    assert all(PASSWORD not in line for line in lines)
+    assert asyncio.run(connection_count(application_name, expected=0)) == 0
+
+
 def test_a_connection_budget_past_the_server_limit_exits_1_in_one_line(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

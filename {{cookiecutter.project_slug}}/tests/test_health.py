@@ -16,7 +16,7 @@ async def test_live_answers_without_the_database(client: AsyncClient) -> None:
 async def test_ready_when_the_database_answers(client: AsyncClient) -> None:
     response = await client.get("/health/ready")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {"status": "ok", "databases": {"primary": "ok"}}
 
 
 async def test_pool_shows_the_profile_and_live_figures(client: AsyncClient) -> None:
@@ -45,7 +45,7 @@ async def test_ready_says_503_while_the_database_is_gone_and_recovers(
         await proxy.cut()
         down = await client.get("/health/ready")
         assert down.status_code == 503
-        assert down.json() == {"status": "unavailable"}
+        assert down.json() == {"status": "unavailable", "databases": {"primary": "unavailable"}}
         assert (await client.get("/health/live")).status_code == 200
 
         await proxy.start()

@@ -18,8 +18,8 @@ from {{ cookiecutter.package_name }}.infrastructure.config import (
 from {{ cookiecutter.package_name }}.infrastructure.database import (
     ConnectionBudgetError,
     DatabaseUnavailableError,
-    wait_for_database,
 )
+from {{ cookiecutter.package_name }}.infrastructure.extra_databases import wait_for_databases
 
 LOG_HANDLER_NAME: Final = "{{ cookiecutter.package_name }}.cli"
 
@@ -68,9 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_to_stderr()
     try:
         settings = load_settings()
-        if not settings.uses_dev_sqlite:
-            # Fail here, in one line, rather than in every worker with a traceback.
-            asyncio.run(wait_for_database(settings))
+        # Fail here, in one line, rather than in every worker with a traceback.
+        asyncio.run(wait_for_databases(settings))
     except SettingsError as error:
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)
@@ -87,5 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=settings.port,
         workers=None if args.reload else settings.web_concurrency,
         reload=args.reload,
+        # On SIGTERM, requests in flight get this long to finish before they
+        # are cancelled and the pools closed; see README.md, Kubernetes.
+        timeout_graceful_shutdown=settings.graceful_shutdown_timeout,
     )
     return 0

@@ -10,8 +10,9 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from {{ cookiecutter.package_name }}.infrastructure.config import Profile, SettingsDep
-from {{ cookiecutter.package_name }}.infrastructure.database import DatabaseDep
+from {{ cookiecutter.package_name }}.infrastructure.config import PRIMARY, Profile, SettingsDep
+from {{ cookiecutter.package_name }}.infrastructure.database import Database, DatabaseDep
+from {{ cookiecutter.package_name }}.infrastructure.extra_databases import ExtraDatabasesDep
 from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
 
 # A probe must answer quickly even when the pool is exhausted or the server hangs.
@@ -41,16 +42,25 @@ async def require_pool_token(
         )
 
 
+Availability = Literal["ok", "unavailable"]
+
+
 class HealthStatus(BaseModel):
     """Whether a part of the service can do its work."""
 
-    status: Literal["ok", "unavailable"]
+    status: Availability
 
 
-class PoolStatus(BaseModel):
-    """The connection pool's configuration, live figures and counters since start-up."""
+class ReadinessStatus(HealthStatus):
+    """Whether every database answers, and which one does not."""
 
-    profile: Profile
+    # By name: "primary" (DATABASE_URL), then each DATABASES__<NAME>__URL.
+    databases: dict[str, Availability]
+
+
+class PoolFigures(BaseModel):
+    """One connection pool's configuration, live figures and counters since start-up."""
+
     pool_size: int
     max_overflow: int
     pool_timeout: float
@@ -63,6 +73,13 @@ class PoolStatus(BaseModel):
     timeouts: int
 
 
+class PoolStatus(PoolFigures):
+    """The primary's pool figures, the profile, and every extra database's pool by name."""
+
+    profile: Profile
+    databases: dict[str, PoolFigures]
+
+
 @router.get("/live")
 async def live() -> HealthStatus:
     """Report that the process is up; never touches the database."""
@@ -71,17 +88,32 @@ async def live() -> HealthStatus:
 
 @router.get(
     "/ready",
-    responses={status.HTTP_503_SERVICE_UNAVAILABLE: {"model": HealthStatus}},
+    responses={status.HTTP_503_SERVICE_UNAVAILABLE: {"model": ReadinessStatus}},
 )
-async def ready(database: DatabaseDep, response: Response) -> HealthStatus:
-    """Report whether the database answers a trivial query within a short timeout."""
+async def ready(
+    database: DatabaseDep, extra_databases: ExtraDatabasesDep, response: Response
+) -> ReadinessStatus:
+    """Report whether every database answers a trivial query within a short timeout."""
+    databases = {PRIMARY: database, **extra_databases}
+    # Side by side, so that the answer comes within one timeout however many there are.
+    answers = await asyncio.gather(*(_answers(database) for database in databases.values()))
+    statuses: dict[str, Availability] = {
+        name: "ok" if answered else "unavailable"
+        for name, answered in zip(databases, answers, strict=True)
+    }
+    if not all(answers):
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return ReadinessStatus(status="unavailable", databases=statuses)
+    return ReadinessStatus(status="ok", databases=statuses)
+
+
+async def _answers(database: Database) -> bool:
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS), database.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
     except (OSError, TimeoutError, SQLAlchemyError):
-        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-        return HealthStatus(status="unavailable")
-    return HealthStatus(status="ok")
+        return False
+    return True
 
 
 @router.get(
@@ -89,14 +121,23 @@ async def ready(database: DatabaseDep, response: Response) -> HealthStatus:
     dependencies=[Depends(require_pool_token)],
     responses={status.HTTP_401_UNAUTHORIZED: {"description": "Missing or wrong token"}},
 )
-async def pool(database: DatabaseDep, settings: SettingsDep) -> PoolStatus:
-    """Show the pool's settings and how many connections are in use right now."""
+async def pool(
+    database: DatabaseDep, extra_databases: ExtraDatabasesDep, settings: SettingsDep
+) -> PoolStatus:
+    """Show each pool's settings and how many connections are in use right now."""
+    return PoolStatus(
+        profile=settings.database_profile,
+        databases={name: _figures(extra) for name, extra in extra_databases.items()},
+        **_figures(database).model_dump(),
+    )
+
+
+def _figures(database: Database) -> PoolFigures:
     pool = database.engine.pool
     if not isinstance(pool, BurstPool):
         raise TypeError(f"expected the engine's BurstPool, found {type(pool).__name__}")
     stats = database.stats
-    return PoolStatus(
-        profile=settings.database_profile,
+    return PoolFigures(
         pool_size=pool.kept,
         max_overflow=pool.burst,
         pool_timeout=pool.timeout(),

@@ -9,6 +9,7 @@ from {{ cookiecutter.package_name }} import health
 from {{ cookiecutter.package_name }}.errors import register_error_handlers
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import close_db, init_db
+from {{ cookiecutter.package_name }}.infrastructure.extra_databases import open_extra_databases
 from {{ cookiecutter.package_name }}.items.router import router as items_router
 
 
@@ -19,12 +20,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The engine lives exactly as long as the application: built here rather
-        # than at import, and disposed however the application stops.
+        # The engines (the primary's, then each extra database's) live exactly
+        # as long as the application: built here rather than at import, and
+        # disposed however the application stops, also if one fails to start.
         database = await init_db(settings)
         try:
-            app.state.database = database
-            yield
+            async with open_extra_databases(settings) as extra_databases:
+                app.state.database = database
+                app.state.extra_databases = extra_databases
+                yield
         finally:
             await close_db(database)
 

@@ -1,6 +1,6 @@
 """Settings: profiles pick the pool defaults, variables override them, bad values fail clearly."""
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -9,6 +9,7 @@ from {{ cookiecutter.package_name }}.infrastructure.config import (
     DEV_SQLITE_URL,
     POOL_PROFILES,
     BudgetCheck,
+    Pooler,
     PoolSettings,
     Profile,
     SettingsError,
@@ -93,6 +94,7 @@ def test_an_explicit_variable_overrides_only_its_value(
         ("PORT", "http", "valid integer"),
         ("PORT", "70000", "less than or equal to 65535"),
         ("DATABASE_POOL_MAX_WAITING", "-1", "greater than or equal to 0"),
+        ("GRACEFUL_SHUTDOWN_TIMEOUT", "0", "greater than 0"),
     ],
 )
 def test_an_invalid_value_fails_in_one_line_naming_the_variable(
@@ -253,3 +255,130 @@ def test_a_bad_token_value_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> N
     assert "Xq7-token" not in str(failure.value)
     monkeypatch.delenv("DATABASE_POOL_SIZE")
     assert "Xq7-token" not in repr(load_settings(_env_file=None))
+
+
+def test_an_extra_database_takes_its_own_pool_values_and_the_profile_for_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_PROFILE", "prod")
+    monkeypatch.setenv("DATABASE_URL", PG_URL)
+    monkeypatch.setenv("DATABASE_POOL_SIZE", "33")
+    monkeypatch.setenv("DATABASES__REPLICA__URL", PG_URL.replace("db.internal", "replica.internal"))
+    monkeypatch.setenv("DATABASES__REPLICA__MAX_OVERFLOW", "7")
+    monkeypatch.setenv("DATABASES__REPLICA__POOLER", "pgbouncer")
+    settings = load_settings(_env_file=None)
+    (replica,) = settings.extra_databases()
+    assert replica.database_name == "replica"
+    assert replica.safe_url.startswith("postgresql+asyncpg://svc:***@replica.internal:5432/")
+    # Its own value; the profile's, not the primary's DATABASE_POOL_SIZE, for the rest.
+    assert replica.pool == replace(POOL_PROFILES[Profile.PROD], max_overflow=7)
+    assert replica.database_pooler is Pooler.PGBOUNCER
+    assert settings.pool.pool_size == 33
+    assert settings.database_pooler is Pooler.NONE
+
+
+def test_database_names_are_case_insensitive_like_every_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASES__Replica__URL", PG_URL)
+    monkeypatch.setenv("databases__replica__pool_size", "3")
+    settings = load_settings(_env_file=None)
+    assert list(settings.databases) == ["replica"]
+    assert settings.for_database("replica").pool.pool_size == 3
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        (
+            {"DATABASES__REPLICA__POOL_SIZE": "0"},
+            "DATABASES__REPLICA__POOL_SIZE='0': Input should be greater than 0",
+        ),
+        (
+            {"DATABASES__REPLICA__POOL_PRE_PING": "maybe"},
+            "DATABASES__REPLICA__POOL_PRE_PING='maybe': Input should be a valid boolean",
+        ),
+        (
+            {"DATABASES__REPLICA__POOLER": "pgpool"},
+            "DATABASES__REPLICA__POOLER='pgpool': Input should be 'none' or 'pgbouncer'",
+        ),
+        (
+            {"DATABASES__REPLICA__POOLSIZE": "3"},
+            "DATABASES__REPLICA__POOLSIZE: not a setting of an extra database; expected one of "
+            "URL, POOLER, POOL_SIZE,",
+        ),
+        (
+            {"DATABASES__REPLICA__URL": ""},
+            "DATABASES__REPLICA__URL: is empty",
+        ),
+        (
+            {"DATABASES__REPLICA__URL": "sqlite+aiosqlite:///./replica.sqlite3"},
+            "DATABASES__REPLICA__URL: SQLite is not supported",
+        ),
+        (
+            {"DATABASES__REPLICA": "postgresql://svc:pw@db/orders"},
+            "DATABASES__REPLICA: not a setting; use DATABASES__REPLICA__URL",
+        ),
+        (
+            {"DATABASES__READ-ONLY__URL": PG_URL},
+            "DATABASES__READ-ONLY__*: not a database name",
+        ),
+        (
+            {"DATABASES__PRIMARY__URL": PG_URL},
+            "DATABASES__PRIMARY__*: not a database name",
+        ),
+    ],
+)
+def test_a_bad_extra_database_variable_fails_in_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], expected: str
+) -> None:
+    for variable, value in variables.items():
+        monkeypatch.setenv(variable, value)
+    if "DATABASES__REPLICA__URL" not in variables and "DATABASES__REPLICA" not in variables:
+        monkeypatch.setenv("DATABASES__REPLICA__URL", PG_URL)
+    with pytest.raises(SettingsError) as failure:
+        load_settings(_env_file=None)
+    message = str(failure.value)
+    assert "\n" not in message
+    assert message.startswith(expected)
+
+
+def test_an_extra_database_without_a_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASES__ANALYTICS__POOL_SIZE", "2")
+    with pytest.raises(SettingsError) as failure:
+        load_settings(_env_file=None)
+    assert str(failure.value) == (
+        "DATABASES__ANALYTICS__URL: required once any other DATABASES__ANALYTICS__* variable is set"
+    )
+
+
+@pytest.mark.parametrize(
+    "variable", ["DATABASES__REPLICA__URL", "DATABASES__REPLICA__URI", "DATABASES__REPLICA"]
+)
+def test_an_extra_database_url_is_never_echoed(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "mysql://svc:Xq7-not-a-real-pw@db/orders")
+    with pytest.raises(SettingsError) as failure:
+        load_settings(_env_file=None)
+    assert f"{variable}: " in str(failure.value)
+    assert "Xq7-not-a-real-pw" not in str(failure.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "refusal"),
+    [
+        ("postgresql://svc:postgres@127.0.0.1/orders", "has an empty or placeholder password"),
+        ("postgresql://svc:Xq7-not-a-real-pw@replica.internal/orders", "reaches replica.internal"),
+    ],
+)
+def test_production_profiles_hold_extra_databases_to_the_same_rules(
+    monkeypatch: pytest.MonkeyPatch, url: str, refusal: str
+) -> None:
+    monkeypatch.setenv("DATABASE_PROFILE", "prod")
+    monkeypatch.setenv("DATABASE_URL", PG_URL)
+    monkeypatch.setenv("DATABASES__REPLICA__URL", url)
+    with pytest.raises(SettingsError) as failure:
+        load_settings(_env_file=None)
+    assert str(failure.value).startswith(f"DATABASES__REPLICA__URL {refusal}")
+    assert "Xq7-not-a-real-pw" not in str(failure.value)

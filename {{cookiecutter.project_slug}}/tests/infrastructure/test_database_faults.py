@@ -141,7 +141,8 @@ async def test_a_database_outage_is_a_503_and_the_service_recovers_by_itself(
         for response in down:
             assert_unavailable(response)
         ready = await client.get("/health/ready")
-        assert (ready.status_code, ready.json()) == (503, {"status": "unavailable"})
+        unavailable = {"status": "unavailable", "databases": {"primary": "unavailable"}}
+        assert (ready.status_code, ready.json()) == (503, unavailable)
         live = await client.get("/health/live")
         assert (live.status_code, live.json()) == (200, {"status": "ok"})
 

@@ -1,12 +1,23 @@
 """Settings read from the environment, and the pool profiles they pick defaults from."""
 
+import re
 from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -107,18 +118,72 @@ _PLACEHOLDER_PASSWORDS: Final = frozenset(
 )
 _LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 _TLS_MODES: Final = frozenset({"require", "verify-ca", "verify-full"})
-# Variables whose values never appear in an error message.
+# Variables whose values never appear in an error message; nor does any
+# DATABASES__<NAME>__URL.
 _SECRETS: Final = frozenset({"DATABASE_URL", "HEALTH_POOL_TOKEN"})
+
+# The name of the database DATABASE_URL points at, in health answers and messages.
+PRIMARY: Final = "primary"
+# Names of extra databases: single words, or words joined by single underscores,
+# since "__" separates the name from the setting in DATABASES__<NAME>__<SETTING>.
+_DATABASE_NAME: Final = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
 
 
 class SettingsError(Exception):
     """The environment holds values the service cannot start with; one line per value."""
 
 
+def _valid_database_name(name: str) -> str:
+    if name == PRIMARY or not _DATABASE_NAME.fullmatch(name):
+        raise ValueError(
+            "not a database name: use lowercase letters, digits and single underscores, "
+            f"starting with a letter ({PRIMARY!r} is taken by DATABASE_URL)"
+        )
+    return name
+
+
+class DatabaseSettings(BaseModel):
+    """An extra database, from DATABASES__<NAME>__URL and the same pool variables."""
+
+    # A misspelt variable is refused rather than silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: SecretStr
+    pooler: Pooler = Pooler.NONE
+    # Unset values come from the profile, not from the primary's DATABASE_*:
+    # a replica or an analytics database rarely wants the primary's pool.
+    pool_size: int | None = Field(default=None, gt=0)
+    max_overflow: int | None = Field(default=None, ge=0)
+    pool_timeout: float | None = Field(default=None, gt=0)
+    pool_recycle: int | None = Field(default=None, gt=0)
+    pool_pre_ping: bool | None = None
+    echo: bool | None = None
+    statement_timeout_ms: int | None = Field(default=None, ge=0)
+    idle_in_transaction_timeout_ms: int | None = Field(default=None, ge=0)
+    pool_max_waiting: int | None = Field(default=None, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _use_async_driver(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("is empty; set it, or unset every variable of this database")
+        sqlite = "SQLite is not supported for an extra database; give a postgresql+asyncpg:// URL"
+        return SecretStr(_postgresql_url(value.get_secret_value(), sqlite_message=sqlite))
+
+
 class Settings(BaseSettings):
     """Everything the service reads from its environment (or a `.env` file)."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # DATABASES__REPLICA__POOL_SIZE=5 becomes databases["replica"].pool_size;
+    # one split at most below the name, so that DATABASES__REPLICA__NO__SUCH
+    # is refused as the misspelt setting "no__such" (names are lowercased).
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        env_nested_delimiter="__",
+        env_nested_max_split=2,
+    )
 
     database_url: SecretStr | None = None
     database_profile: Profile = Profile.DEV
@@ -141,32 +206,27 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     web_concurrency: int = Field(default=1, gt=0)
+    # Longer than the prod profile's statement timeout, so that a request in
+    # flight at SIGTERM finishes or is cancelled by PostgreSQL first.
+    graceful_shutdown_timeout: int = Field(default=20, gt=0)
     health_pool_token: SecretStr | None = None
+    databases: dict[Annotated[str, AfterValidator(_valid_database_name)], DatabaseSettings] = {}
+
+    # Which database this copy of the settings describes: the primary, or an
+    # extra one as seen through for_database (and the settings it came from).
+    _database_name: str = PrivateAttr(default=PRIMARY)
+    _service: "Settings | None" = PrivateAttr(default=None)
 
     @field_validator("database_url")
     @classmethod
     def _use_async_driver(cls, value: SecretStr | None) -> SecretStr | None:
-        # The message never includes the URL: it may hold a password.
         if value is None or not value.get_secret_value():
             return None
-        try:
-            url = make_url(value.get_secret_value())
-        except ArgumentError:
-            raise ValueError(
-                "not a database URL; expected postgresql+asyncpg://user:password@host:5432/name"
-            ) from None
-        if url.drivername.startswith("sqlite"):
-            raise ValueError(
-                "SQLite is only the dev profile's built-in fallback; leave DATABASE_URL unset "
-                "to use it, or give a postgresql+asyncpg:// URL"
-            )
-        driver = _DRIVERS.get(url.drivername)
-        if driver is None:
-            raise ValueError(
-                f"driver {url.drivername!r} is not supported; use postgresql+asyncpg:// "
-                "(postgresql:// is accepted and switched to asyncpg)"
-            )
-        return SecretStr(url.set(drivername=driver).render_as_string(hide_password=False))
+        sqlite = (
+            "SQLite is only the dev profile's built-in fallback; leave DATABASE_URL unset "
+            "to use it, or give a postgresql+asyncpg:// URL"
+        )
+        return SecretStr(_postgresql_url(value.get_secret_value(), sqlite_message=sqlite))
 
     @model_validator(mode="after")
     def _require_a_safe_postgresql_outside_dev(self) -> "Settings":
@@ -181,19 +241,10 @@ class Settings(BaseSettings):
             )
         if self.database_allow_insecure:
             return self
-        url = make_url(self.url)
-        if (url.password or "") in _PLACEHOLDER_PASSWORDS:
-            raise ValueError(
-                f"DATABASE_URL has an empty or placeholder password, refused with "
-                f"DATABASE_PROFILE={profile}; use a real secret "
-                "(or DATABASE_ALLOW_INSECURE=true for a local trial)"
-            )
-        if not _is_local(url) and not _uses_tls(url):
-            raise ValueError(
-                f"DATABASE_URL reaches {url.host} without TLS, refused with "
-                f"DATABASE_PROFILE={profile}; add ?ssl=require "
-                "(or DATABASE_ALLOW_INSECURE=true on a private network)"
-            )
+        _refuse_unsafe_url(make_url(self.url), "DATABASE_URL", profile)
+        for name, database in self.databases.items():
+            variable = f"DATABASES__{name.upper()}__URL"
+            _refuse_unsafe_url(make_url(database.url.get_secret_value()), variable, profile)
         return self
 
     @property
@@ -239,9 +290,84 @@ class Settings(BaseSettings):
         return BudgetCheck.WARN if self.database_profile is Profile.DEV else BudgetCheck.FAIL
 
     @property
+    def database_name(self) -> str:
+        """The name of the database these settings describe (PRIMARY for DATABASE_URL)."""
+        return self._database_name
+
+    def for_database(self, name: str) -> "Settings":
+        """Return the settings the extra database `name` is built with.
+
+        Its URL, pooler and pool values replace the primary's, so that every
+        engine is built, checked and guarded by the same code; the rest (the
+        profile, timeouts to connect, the application name) is the service's.
+        """
+        service = self._service or self
+        database = service.databases[name]
+        pool = {f"database_{key}": value for key, value in database if key != "url"}
+        view = service.model_copy(update={"database_url": database.url, **pool})
+        view._database_name, view._service = name, service
+        return view
+
+    def extra_databases(self) -> "list[Settings]":
+        """Return the settings of every extra database, in a stable order."""
+        service = self._service or self
+        return [service.for_database(name) for name in sorted(service.databases)]
+
+    def pools_on_this_server(self) -> "list[tuple[str, PoolSettings]]":
+        """Return every pool of the service that connects to this database's server."""
+        service = self._service or self
+        server = _server(self.url)
+        return [
+            (view.database_name, view.pool)
+            for view in (service, *service.extra_databases())
+            if not view.uses_dev_sqlite and _server(view.url) == server
+        ]
+
+    @property
     def pool_status_is_public(self) -> bool:
         """Whether /health/pool answers without a token (only in dev without one set)."""
         return self.database_profile is Profile.DEV and self.health_pool_token is None
+
+
+def _postgresql_url(raw: str, *, sqlite_message: str) -> str:
+    # The messages never include the URL: it may hold a password.
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ValueError(
+            "not a database URL; expected postgresql+asyncpg://user:password@host:5432/name"
+        ) from None
+    if url.drivername.startswith("sqlite"):
+        raise ValueError(sqlite_message)
+    driver = _DRIVERS.get(url.drivername)
+    if driver is None:
+        raise ValueError(
+            f"driver {url.drivername!r} is not supported; use postgresql+asyncpg:// "
+            "(postgresql:// is accepted and switched to asyncpg)"
+        )
+    return url.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def _refuse_unsafe_url(url: URL, variable: str, profile: Profile) -> None:
+    if (url.password or "") in _PLACEHOLDER_PASSWORDS:
+        raise ValueError(
+            f"{variable} has an empty or placeholder password, refused with "
+            f"DATABASE_PROFILE={profile}; use a real secret "
+            "(or DATABASE_ALLOW_INSECURE=true for a local trial)"
+        )
+    if not _is_local(url) and not _uses_tls(url):
+        raise ValueError(
+            f"{variable} reaches {url.host} without TLS, refused with "
+            f"DATABASE_PROFILE={profile}; add ?ssl=require "
+            "(or DATABASE_ALLOW_INSECURE=true on a private network)"
+        )
+
+
+def _server(url: str) -> tuple[str | None, int]:
+    # Pools reaching one host and port share its max_connections, whichever
+    # database they use there.
+    parsed = make_url(url)
+    return parsed.host, parsed.port or 5432
 
 
 def _is_local(url: URL) -> bool:
@@ -273,9 +399,33 @@ def load_settings(**values: Any) -> Settings:
 
 def _describe(problem: Any) -> str:
     message = str(problem["msg"]).removeprefix("Value error, ")
-    if not problem["loc"]:
+    location = [str(part) for part in problem["loc"]]
+    if not location:
         return message
-    variable = str(problem["loc"][0]).upper()
+    # ("databases", "replica", "pool_size") was DATABASES__REPLICA__POOL_SIZE.
+    variable = "__".join(part for part in location if part != "[key]").upper()
+    if location[0] == "databases":
+        return _describe_extra_database(problem["type"], location, variable, message, problem)
     if variable in _SECRETS or not isinstance(problem["input"], str | int | float):
+        return f"{variable}: {message}"
+    return f"{variable}={problem['input']!r}: {message}"
+
+
+def _describe_extra_database(
+    kind: str, location: list[str], variable: str, message: str, problem: Any
+) -> str:
+    if location[-1] == "[key]":
+        return f"{variable}__*: {message}"
+    if len(location) == 2:
+        return f"{variable}: not a setting; use {variable}__URL and the pool variables"
+    if kind == "missing":
+        return f"{variable}: required once any other {variable[: -len('URL')]}* variable is set"
+    settings = DatabaseSettings.model_fields
+    if kind == "extra_forbidden":
+        expected = ", ".join(name.upper() for name in settings)
+        message = f"not a setting of an extra database; expected one of {expected}"
+    # Only the known settings other than the URL are safe to show: a
+    # misspelt URL variable holds a password too.
+    if location[2] == "url" or location[2] not in settings:
         return f"{variable}: {message}"
     return f"{variable}={problem['input']!r}: {message}"

@@ -302,16 +302,25 @@ async def check_connection_budget(connection: AsyncConnection, settings: Setting
         # server; its own max_client_conn and pool sizes are the limits then.
         logger.info("Connection budget not checked: the service runs behind PgBouncer")
         return
+    # Every pool on this server shares its max_connections: the primary's and
+    # each extra database's there. The first of them to start checks the sum.
+    pools = settings.pools_on_this_server()
+    if pools[0][0] != settings.database_name:
+        return
     limit = await read_connection_limit(connection)
-    needed = peak_connections(settings)
+    workers = settings.web_concurrency
+    needed = workers * sum(pool.pool_size + pool.max_overflow for _, pool in pools)
     if needed <= limit.available:
         return
-    pool = settings.pool
+    shares = [f"{pool.pool_size} pool + {pool.max_overflow} overflow" for _, pool in pools]
+    knobs = "DATABASE_POOL_SIZE, DATABASE_MAX_OVERFLOW"
+    if len(pools) > 1:
+        shares = [f"{name} {share}" for (name, _), share in zip(pools, shares, strict=True)]
+        knobs += " (or the DATABASES__<NAME>__ ones)"
     message = (
-        f"connection budget exceeded: {settings.web_concurrency} worker(s) x ({pool.pool_size} "
-        f"pool + {pool.max_overflow} overflow) = {needed} > {limit.available} available "
-        f"(max_connections {limit.max_connections} - {limit.reserved} reserved); lower "
-        "DATABASE_POOL_SIZE, DATABASE_MAX_OVERFLOW or WEB_CONCURRENCY, raise max_connections, "
+        f"connection budget exceeded: {workers} worker(s) x ({', '.join(shares)}) = {needed} > "
+        f"{limit.available} available (max_connections {limit.max_connections} - "
+        f"{limit.reserved} reserved); lower {knobs} or WEB_CONCURRENCY, raise max_connections, "
         "or put PgBouncer in front"
     )
     if settings.budget_check is BudgetCheck.FAIL:

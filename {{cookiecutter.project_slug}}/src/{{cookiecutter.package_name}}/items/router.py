@@ -8,6 +8,7 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
     ReadSessionDep,
     SessionDep,
 )
+from {{ cookiecutter.package_name }}.infrastructure.extra_databases import ReplicaSessionDep
 from {{ cookiecutter.package_name }}.items import service
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.items.schemas import ItemCreate, ItemPublic, ItemUpdate
@@ -45,7 +46,9 @@ async def create_item(data: ItemCreate, session: SessionDep) -> ItemPublic:
 
 @router.get("")
 async def list_items(
-    session: ReadSessionDep,
+    # A listing may lag the primary by the replica's delay; reading one item
+    # back, just written, stays on the primary (get_item).
+    session: ReplicaSessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> list[ItemPublic]:

@@ -1,0 +1,111 @@
+"""Extra named databases (a read replica, an analytics database): engines and sessions.
+
+Each one configured as DATABASES__<NAME>__URL gets its own engine and pool,
+built by the same `init_db` as the primary's, in the lifespan, and disposed
+with it. Routes reach one through a dependency from `database_session`.
+"""
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Annotated, Final
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from {{ cookiecutter.package_name }}.infrastructure.config import Settings
+from {{ cookiecutter.package_name }}.infrastructure.database import (
+    Database,
+    DatabaseUnavailableError,
+    close_db,
+    get_db,
+    get_read_db,
+    init_db,
+    wait_for_database,
+)
+
+# The extra database the items example reads its listings from.
+REPLICA: Final = "replica"
+
+# The primary's own session dependencies, reused as context managers so that
+# an extra database's sessions commit, roll back and shed load exactly alike.
+_transactional_session = asynccontextmanager(get_db)
+_read_session = asynccontextmanager(get_read_db)
+
+
+class DatabaseNotConfiguredError(Exception):
+    """A route needs an extra database that the environment does not name."""
+
+
+@asynccontextmanager
+async def open_extra_databases(settings: Settings) -> AsyncIterator[dict[str, Database]]:
+    """Build every extra database's engine; dispose of all of them when the block ends."""
+    async with AsyncExitStack() as opened:
+        databases: dict[str, Database] = {}
+        for view in settings.extra_databases():
+            variable = f"DATABASES__{view.database_name.upper()}__URL"
+            try:
+                database = await init_db(view)
+            except DatabaseUnavailableError as error:
+                # Those built before this one are disposed by the exit stack.
+                raise DatabaseUnavailableError(f"{variable}: {error}") from error
+            opened.push_async_callback(close_db, database)
+            databases[view.database_name] = database
+        yield databases
+
+
+async def wait_for_databases(settings: Settings) -> None:
+    """Wait for the primary (unless it is the dev SQLite file), then each extra database."""
+    if not settings.uses_dev_sqlite:
+        await wait_for_database(settings)
+    for view in settings.extra_databases():
+        try:
+            await wait_for_database(view)
+        except DatabaseUnavailableError as error:
+            variable = f"DATABASES__{view.database_name.upper()}__URL"
+            raise DatabaseUnavailableError(f"{variable}: {error}") from error
+
+
+async def get_extra_databases(request: Request) -> Mapping[str, Database]:
+    """Return the extra databases the running application owns, by name."""
+    databases: Mapping[str, Database] = request.app.state.extra_databases
+    return databases
+
+
+ExtraDatabasesDep = Annotated[Mapping[str, Database], Depends(get_extra_databases)]
+
+
+def database_session(
+    name: str, *, read_only: bool = False, fallback_to_primary: bool = False
+) -> Callable[[Request], AsyncIterator[AsyncSession]]:
+    """Return a dependency giving a session on the extra database `name`.
+
+    Like SessionDep (or ReadSessionDep with `read_only`) but on that database.
+    With `fallback_to_primary`, a service without DATABASES__<NAME>__URL uses
+    the primary instead; without it, such a request fails with a 500 that
+    names the missing variable.
+    """
+    open_session = _read_session if read_only else _transactional_session
+
+    async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+        databases = await get_extra_databases(request)
+        database = databases.get(name)
+        if database is None:
+            if not fallback_to_primary:
+                raise DatabaseNotConfiguredError(
+                    f"DATABASES__{name.upper()}__URL is not set, and a route needs it"
+                )
+            # Read at request time: tests swap the primary for a transactional one.
+            database = request.app.state.database
+        async with open_session(database) as session:
+            yield session
+
+    return get_session
+
+
+# The replica, for routes that only read and can live with its lag; without
+# DATABASES__REPLICA__URL they read from the primary, so the same code runs
+# with or without one.
+ReplicaSessionDep = Annotated[
+    AsyncSession,
+    Depends(database_session(REPLICA, read_only=True, fallback_to_primary=True), scope="function"),
+]
