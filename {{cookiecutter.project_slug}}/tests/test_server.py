@@ -106,6 +106,16 @@ async def raw_request(port: int, method: str, path: str, body: bytes = b"") -> t
     return int(response.split(b" ", 2)[1]), time.perf_counter() - started
 
 
+async def run_admin_sql(database_url: str, statement: str, **parameters: object) -> None:
+    """Run one statement on the test database, outside the server."""
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(statement), parameters)
+    finally:
+        await engine.dispose()
+
+
 @asynccontextmanager
 async def locked_item(database_url: str, item_id: int) -> AsyncIterator[AsyncConnection]:
     """Hold a row lock on the item, so that requests changing it wait like slow queries."""
@@ -175,6 +185,28 @@ async def test_sigterm_finishes_in_flight_requests_then_closes_every_connection(
     assert "Application shutdown complete" in output
     assert "Traceback" not in output
     assert await connection_count(application_name, expected=0) == 0
+
+
+async def test_sigterm_cancels_what_outlasts_the_graceful_shutdown_timeout(
+    start_server: StartServer, database_url: str, application_name: str
+) -> None:
+    server = start_server(GRACEFUL_SHUTDOWN_TIMEOUT="1")
+    base_url = f"http://127.0.0.1:{server.port}"
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        item = (await client.post("/items", json={"name": "Stuck", "price": "1"})).json()
+        # The lock is held until the server has exited: only the timeout can end the request.
+        async with locked_item(database_url, item["id"]):
+            in_flight = asyncio.create_task(
+                client.patch(f"/items/{item['id']}", json={"name": "Never"})
+            )
+            await asyncio.sleep(0.5)
+            output = await asyncio.to_thread(server.stop)
+        with pytest.raises(httpx.RemoteProtocolError):
+            await in_flight
+    assert "timeout graceful shutdown exceeded" in output
+    assert "Application shutdown complete" in output
+    assert await connection_count(application_name, expected=0) == 0
+    await run_admin_sql(database_url, "DELETE FROM items WHERE id = :id", id=item["id"])
 
 
 async def test_each_worker_has_its_own_pool_and_all_stay_within_the_budget(
