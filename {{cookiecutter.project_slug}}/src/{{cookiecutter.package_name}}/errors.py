@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from {{ cookiecutter.package_name }}.infrastructure.database import get_database
+from {{ cookiecutter.package_name }}.infrastructure.config import PRIMARY
+from {{ cookiecutter.package_name }}.infrastructure.database import Database, get_database
 from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,10 @@ def _unavailable(detail: str) -> JSONResponse:
 
 async def pool_exhausted(request: Request, _: Exception) -> JSONResponse:
     """No connection came free within pool_timeout: the service is over capacity."""
-    database = await get_database(request)
+    # A session on an extra database names its pool when that one ran dry.
+    database: Database = getattr(request.state, "exhausted_database", None) or (
+        await get_database(request)
+    )
     stats = database.stats
     stats.timeouts += 1
     stats.timeouts_unreported += 1
@@ -49,6 +53,8 @@ async def pool_exhausted(request: Request, _: Exception) -> JSONResponse:
             if isinstance(pool, BurstPool)
             else type(pool).__name__
         )
+        if database.name != PRIMARY:
+            figures = f"{database.name}: {figures}"
         logger.warning(
             "Connection pool exhausted: %d request(s) answered 503 since the last report (%s)",
             stats.timeouts_unreported,

@@ -4,6 +4,7 @@ Two real databases of the local server play the primary and the read replica;
 they hold different rows, so an answer shows which one served it.
 """
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -246,6 +247,39 @@ async def test_pool_shows_every_pool(
     assert (replica["pool_size"], replica["max_overflow"], replica["checked_out"]) == (2, 1, 0)
     assert replica["connects"] == 1
     assert list(body["databases"]) == ["replica"]
+
+
+async def test_an_exhausted_replica_pool_is_counted_and_reported_as_the_replica_s(
+    replica_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    one_connection = {"pool_size": 1, "max_overflow": 0, "pool_max_waiting": 0}
+    replica = replica_settings.databases["replica"].model_copy(update=one_connection)
+    app = create_app(replica_settings.model_copy(update={"databases": {"replica": replica}}))
+    held, release = asyncio.Event(), asyncio.Event()
+    replica_session = Depends(database_session("replica", read_only=True), scope="function")
+
+    async def hold(session: Annotated[AsyncSession, replica_session]) -> None:
+        # The session took the replica's only connection before the handler runs.
+        held.set()
+        await release.wait()
+
+    app.add_api_route("/test/hold-replica", hold)
+    async with app.router.lifespan_context(app), client_of(app) as client:
+        holding = asyncio.create_task(client.get("/test/hold-replica"))
+        async with asyncio.timeout(10):
+            await held.wait()
+        with caplog.at_level(logging.WARNING):
+            turned_away = await client.get("/items")
+        release.set()
+        assert (await holding).status_code == 200
+        pools = (await client.get("/health/pool")).json()
+    assert turned_away.status_code == 503
+    assert turned_away.json() == {"detail": "The service is at capacity; retry shortly."}
+    assert (pools["timeouts"], pools["databases"]["replica"]["timeouts"]) == (0, 1)
+    assert [r.getMessage() for r in caplog.records if "exhausted" in r.getMessage()] == [
+        "Connection pool exhausted: 1 request(s) answered 503 since the last report "
+        "(replica: size 1, checked out 1, overflow 0)"
+    ]
 
 
 async def test_the_budget_counts_every_pool_on_the_same_server(

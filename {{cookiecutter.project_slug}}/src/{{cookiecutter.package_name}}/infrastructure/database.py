@@ -26,7 +26,12 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
-from {{ cookiecutter.package_name }}.infrastructure.config import BudgetCheck, Pooler, Settings
+from {{ cookiecutter.package_name }}.infrastructure.config import (
+    PRIMARY,
+    BudgetCheck,
+    Pooler,
+    Settings,
+)
 from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
 
 logger = logging.getLogger(__name__)
@@ -97,6 +102,8 @@ class Database:
     capacity: int
     max_waiting: int
     stats: PoolStats = field(default_factory=PoolStats)
+    # PRIMARY, or the extra database's name (DATABASES__<NAME>__URL).
+    name: str = PRIMARY
 
 
 def connect_args(settings: Settings) -> dict[str, Any]:
@@ -234,6 +241,7 @@ async def init_db(settings: Settings) -> Database:
         capacity=settings.pool.pool_size + settings.pool.max_overflow,
         max_waiting=settings.pool_max_waiting,
         stats=stats,
+        name=settings.database_name,
     )
 
 

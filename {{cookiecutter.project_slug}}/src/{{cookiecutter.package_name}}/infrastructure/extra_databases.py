@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated, Final
 
 from fastapi import Depends, Request
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings
@@ -96,8 +97,18 @@ def database_session(
                 )
             # Read at request time: tests swap the primary for a transactional one.
             database = request.app.state.database
-        async with open_session(database) as session:
-            yield session
+        connected = False
+        try:
+            async with open_session(database) as session:
+                connected = True
+                yield session
+        except PoolTimeoutError:
+            # This pool, not the primary's, ran dry: errors.py counts and
+            # reports the timeout against it. Later errors may come from any
+            # session of the request, so only one raised while connecting.
+            if not connected:
+                request.state.exhausted_database = database
+            raise
 
     return get_session
 
