@@ -225,8 +225,11 @@ def test_generated_tests_pass_against_postgresql(tmp_path: Path, name: str) -> N
 
 def test_generated_tests_stop_in_one_line_without_postgresql(tmp_path: Path) -> None:
     project = bake_into(tmp_path)
+    # No server answers, and the server programs are hidden: no throwaway cluster either.
+    nowhere = tmp_path / "no-postgres-programs"
     env = environment_without_virtualenv() | {
-        "TEST_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:9/postgres"
+        "TEST_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:9/postgres",
+        "TEST_POSTGRES_BIN": str(nowhere),
     }
     run(["uv", "sync", "--quiet"], cwd=project, env=env)
     result = subprocess.run(
@@ -237,8 +240,15 @@ def test_generated_tests_stop_in_one_line_without_postgresql(tmp_path: Path) -> 
         text=True,
         check=False,
     )
-    assert result.returncode != 0
-    assert "PostgreSQL is not reachable at postgresql+asyncpg://postgres@127.0.0.1:9/postgres" in (
-        result.stdout + result.stderr
+    assert result.returncode == 3
+    output = result.stdout + result.stderr
+    (line,) = [line for line in output.splitlines() if "PostgreSQL is not reachable" in line]
+    assert "at postgresql+asyncpg://postgres@127.0.0.1:9/postgres (" in line
+    assert (
+        f"no PostgreSQL server programs (initdb, pg_ctl, postgres) in TEST_POSTGRES_BIN='{nowhere}'"
+        in line
+    )
+    assert line.rstrip(" !").endswith(
+        "TEST_DATABASE_URL=postgresql+asyncpg://user:password@host:5432/postgres"
     )
     assert "passed" not in result.stdout

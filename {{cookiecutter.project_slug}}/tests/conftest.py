@@ -28,6 +28,7 @@ from sqlalchemy.pool import NullPool
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import Database
 from {{ cookiecutter.package_name }}.main import create_app
+from tests.postgres_cluster import throwaway_cluster_instead
 from tests.proxy import TcpProxy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -76,19 +77,25 @@ async def run_admin_statement(statement: str) -> None:
         await engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def postgres_server(pytestconfig: pytest.Config) -> Iterator[None]:
+    """Use the server at admin_url(), or a throwaway cluster when that one is unreachable."""
+    try:
+        asyncio.run(run_admin_statement("SELECT 1"))
+    except (OSError, TimeoutError, SQLAlchemyError) as error:
+        where = admin_url().render_as_string(hide_password=True)
+        unreachable = f"PostgreSQL is not reachable at {where} ({type(error).__name__})"
+        with throwaway_cluster_instead(unreachable, pytestconfig):
+            yield
+    else:
+        yield
+
+
 @contextmanager
 def throwaway_database(role: str) -> Iterator[str]:
     """Create a database, migrate it to head, yield its URL, and drop it at the end."""
     name = f"test_{{ cookiecutter.package_name }}_{role}_{uuid.uuid4().hex[:12]}"
-    try:
-        asyncio.run(run_admin_statement(f'CREATE DATABASE "{name}"'))
-    except (OSError, TimeoutError, SQLAlchemyError) as error:
-        where = admin_url().render_as_string(hide_password=True)
-        pytest.exit(
-            f"PostgreSQL is not reachable at {where} ({type(error).__name__}); start one, or set "
-            "TEST_DATABASE_URL=postgresql+asyncpg://user:password@host:5432/postgres",
-            returncode=3,
-        )
+    asyncio.run(run_admin_statement(f'CREATE DATABASE "{name}"'))
     url = admin_url().set(database=name).render_as_string(hide_password=False)
     try:
         config = Config(PROJECT_ROOT / "alembic.ini")
@@ -106,14 +113,14 @@ def throwaway_database(role: str) -> Iterator[str]:
 
 # Autouse: without PostgreSQL the run stops at once with one line, before any test.
 @pytest.fixture(scope="session", autouse=True)
-def database_url() -> Iterator[str]:
+def database_url(postgres_server: None) -> Iterator[str]:
     """The primary database of this run, migrated to head."""
     with throwaway_database("primary") as url:
         yield url
 
 
 @pytest.fixture(scope="session")
-def replica_database_url() -> Iterator[str]:
+def replica_database_url(postgres_server: None) -> Iterator[str]:
     """A second database of this run, migrated the same way, that plays the read replica."""
     with throwaway_database("replica") as url:
         yield url
