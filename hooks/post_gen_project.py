@@ -4,6 +4,7 @@ Offline and deterministic on purpose: `cruft update` re-renders the template
 and merges the result, so the same answers must always give the same bytes.
 """
 
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -35,15 +36,17 @@ def remove_unchosen() -> None:
 
 remove_unchosen()
 print(
-    """
-Created {{ cookiecutter.project_slug }}. Next steps:
+    f"""
+Created {{ cookiecutter.project_slug }}. Next steps, with uv (https://docs.astral.sh/uv/):
 
-  cd {{ cookiecutter.project_slug }}
-  git init && git add . && git commit -m "Generate from template"
+  cd {shlex.quote(str(Path.cwd()))}
   uv run {{ cookiecutter.project_slug }} serve
-      starts the service on a local SQLite file, no setup needed
+      serves http://127.0.0.1:8000 (API docs at /docs) on a local SQLite file, nothing to set up
   uv run pytest
-      runs the tests; they need PostgreSQL (TEST_DATABASE_URL, see README.md)
+      runs the tests on PostgreSQL: the server at TEST_DATABASE_URL, else a throwaway one
+      if PostgreSQL's server programs are installed (see "Quick start" in README.md)
+  git init && git add . && git commit -m "Generate from template"
+      starts the history that template updates are merged into
 
 Then read README.md for configuration and pool profiles.
 """,

@@ -3,6 +3,7 @@
 import asyncio
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -175,3 +176,19 @@ def test_an_unusable_program_directory_is_named(
     with pytest.raises(cluster_module.ClusterError, match=f"TEST_POSTGRES_BIN='{programs}'"):
         cluster_module.find_programs()
 
+
+def test_the_next_steps_are_the_readme_commands(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    project = bake_into(tmp_path / "with space", project_name="Stock Keeper")
+    message = capfd.readouterr().err
+    commands = [line[2:] for line in message.splitlines() if re.match(r"  \S", line)]
+    assert commands[:3] == [
+        f"cd '{project}'",
+        "uv run stock-keeper serve",
+        "uv run pytest",
+    ]
+    readme = (project / "README.md").read_text()
+    quick_start = readme[readme.index("## Quick start") : readme.index("## Layout")]
+    shown = re.findall(r"```sh\n(.*?)\n```", quick_start, flags=re.DOTALL)
+    assert shown[:2] == commands[1:3]
