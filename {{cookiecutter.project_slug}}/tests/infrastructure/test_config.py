@@ -382,3 +382,14 @@ def test_production_profiles_hold_extra_databases_to_the_same_rules(
         load_settings(_env_file=None)
     assert str(failure.value).startswith(f"DATABASES__REPLICA__URL {refusal}")
     assert "Xq7-not-a-real-pw" not in str(failure.value)
+
+
+def test_extra_databases_are_read_from_the_dotenv_file_and_never_shown(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        f"DATABASES__REPLICA__URL={PG_URL}\nDATABASES__REPLICA__POOL_SIZE=4\n"
+    )
+    settings = load_settings()
+    replica = settings.for_database("replica")
+    assert replica.pool.pool_size == 4
+    for shown in (repr(settings), str(settings.model_dump()), repr(replica), replica.safe_url):
+        assert "Xq7-not-a-real-pw" not in shown

@@ -241,10 +241,8 @@ class Settings(BaseSettings):
             )
         if self.database_allow_insecure:
             return self
-        _refuse_unsafe_url(make_url(self.url), "DATABASE_URL", profile)
-        for name, database in self.databases.items():
-            variable = f"DATABASES__{name.upper()}__URL"
-            _refuse_unsafe_url(make_url(database.url.get_secret_value()), variable, profile)
+        for view in (self, *self.extra_databases()):
+            _refuse_unsafe_url(make_url(view.url), view.url_variable, profile)
         return self
 
     @property
@@ -293,6 +291,13 @@ class Settings(BaseSettings):
     def database_name(self) -> str:
         """The name of the database these settings describe (PRIMARY for DATABASE_URL)."""
         return self._database_name
+
+    @property
+    def url_variable(self) -> str:
+        """The variable that holds this database's URL, to name it in messages."""
+        if self._database_name == PRIMARY:
+            return "DATABASE_URL"
+        return f"DATABASES__{self._database_name.upper()}__URL"
 
     def for_database(self, name: str) -> "Settings":
         """Return the settings the extra database `name` is built with.

@@ -43,12 +43,11 @@ async def open_extra_databases(settings: Settings) -> AsyncIterator[dict[str, Da
     async with AsyncExitStack() as opened:
         databases: dict[str, Database] = {}
         for view in settings.extra_databases():
-            variable = f"DATABASES__{view.database_name.upper()}__URL"
             try:
                 database = await init_db(view)
             except DatabaseUnavailableError as error:
                 # Those built before this one are disposed by the exit stack.
-                raise DatabaseUnavailableError(f"{variable}: {error}") from error
+                raise DatabaseUnavailableError(f"{view.url_variable}: {error}") from error
             opened.push_async_callback(close_db, database)
             databases[view.database_name] = database
         yield databases
@@ -62,8 +61,7 @@ async def wait_for_databases(settings: Settings) -> None:
         try:
             await wait_for_database(view)
         except DatabaseUnavailableError as error:
-            variable = f"DATABASES__{view.database_name.upper()}__URL"
-            raise DatabaseUnavailableError(f"{variable}: {error}") from error
+            raise DatabaseUnavailableError(f"{view.url_variable}: {error}") from error
 
 
 async def get_extra_databases(request: Request) -> Mapping[str, Database]:
