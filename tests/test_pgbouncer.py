@@ -96,3 +96,26 @@ def test_the_service_and_its_migrations_work_behind_pgbouncer(bake: Bake, pgboun
             statuses = asyncio.run(mixed_load(f"http://127.0.0.1:{port}"))
     assert sorted(set(statuses)) == [200, 201, 404]
     assert statuses.count(404) == 20
+
+
+def test_an_extra_database_behind_pgbouncer_gets_the_same_handling(
+    bake: Bake, pgbouncer: int
+) -> None:
+    project = bake()
+    env = install(project)
+    with throwaway_database("test_pgbouncer_replica") as database:
+        # The primary straight to PostgreSQL, the replica (the same database,
+        # here) through PgBouncer: the listings then go through PgBouncer.
+        env |= {
+            "DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}",
+            "DATABASE_ECHO": "false",
+            "DATABASES__REPLICA__URL": f"postgresql+asyncpg://postgres@127.0.0.1:{pgbouncer}/{database}",
+            "DATABASES__REPLICA__POOLER": "pgbouncer",
+            "DATABASES__REPLICA__ECHO": "false",
+        }
+        migrate(project, env, "upgrade head")
+        with serving(project, env) as port:
+            statuses = asyncio.run(mixed_load(f"http://127.0.0.1:{port}"))
+            ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10).json()
+    assert sorted(set(statuses)) == [200, 201, 404]
+    assert ready == {"status": "ok", "databases": {"primary": "ok", "replica": "ok"}}
