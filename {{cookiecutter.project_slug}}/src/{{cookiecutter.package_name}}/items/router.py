@@ -24,14 +24,15 @@ ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 async def valid_item_id(item_id: ItemId, session: SessionDep) -> Item:
     """Load the item named in the path for a change, or answer 404."""
-    return found(await service.get_item(session=session, item_id=item_id), item_id)
-
-
-def found(item: Item | None, item_id: int) -> Item:
-    """Return the item, or answer 404 when there is none."""
+    item = await service.get_item(session=session, item_id=item_id)
     if item is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"Item {item_id} not found")
+        raise not_found(item_id)
     return item
+
+
+def not_found(item_id: int) -> HTTPException:
+    """Build the 404 answer for an item that does not exist."""
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"Item {item_id} not found")
 
 
 ItemDep = Annotated[Item, Depends(valid_item_id)]
@@ -60,7 +61,9 @@ async def list_items(
 @router.get("/{item_id}", responses={status.HTTP_404_NOT_FOUND: {"description": "No such item"}})
 async def get_item(item_id: ItemId, session: ReadSessionDep) -> ItemPublic:
     """Return one item."""
-    item = found(await service.get_item(session=session, item_id=item_id), item_id)
+    item = await service.find_item(session=session, item_id=item_id)
+    if item is None:
+        raise not_found(item_id)
     return ItemPublic.model_validate(item)
 
 
