@@ -1,13 +1,75 @@
 """The connection pool: a queue pool that keeps its burst connections while the burst lasts."""
 
+import asyncio
 import time
+from collections import deque
 from typing import Any, Final
 
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
+from sqlalchemy.util.concurrency import await_
+from sqlalchemy.util.queue import AsyncAdaptedQueue, Empty
 
 # How long the pool must stay at or under pool_size before it closes the
 # connections it opened above pool_size.
 LINGER_SECONDS: Final = 30.0
+
+
+class FairQueue(AsyncAdaptedQueue[ConnectionPoolEntry]):
+    """The pool's idle connections, handed to waiting requests first come, first served.
+
+    SQLAlchemy's asyncio queue lets a request that has just arrived take a
+    returned connection ahead of those already waiting, and a waiter that loses
+    this race queues again at the back. Under sustained overload some requests
+    lost it again and again: at 256 concurrent requests on a 20+40 pool the
+    slowest took 7.6 s while the median took 0.1 s. Here a returned connection
+    goes straight to the longest waiter, so every wait is bounded by the queue
+    ahead of it (and by pool_timeout).
+    """
+
+    def __init__(self, maxsize: int = 0, use_lifo: bool = False) -> None:
+        super().__init__(maxsize, use_lifo)
+        self._waiters: deque[asyncio.Future[ConnectionPoolEntry]] = deque()
+
+    def put_nowait(self, item: ConnectionPoolEntry) -> None:
+        """Give the connection to the longest waiter, or keep it when nobody waits."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(item)
+                return
+        super().put_nowait(item)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> ConnectionPoolEntry:
+        """Take an idle connection unless others wait already; else wait in line."""
+        while self._waiters and self._waiters[0].done():
+            self._waiters.popleft()  # gave up (timed out or cancelled)
+        if not self._waiters:
+            try:
+                return self.get_nowait()
+            except Empty:
+                pass
+        if not block:
+            raise Empty()
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await_(self._wait(waiter, seconds=timeout))
+        except TimeoutError as error:
+            raise Empty() from error
+
+    async def _wait(
+        self, waiter: asyncio.Future[ConnectionPoolEntry], *, seconds: float | None
+    ) -> ConnectionPoolEntry:
+        try:
+            async with asyncio.timeout(seconds):
+                return await waiter
+        except BaseException:
+            # Timed out or cancelled just as a connection arrived: pass it on
+            # to the next in line instead of losing it.
+            if waiter.done() and not waiter.cancelled():
+                self.put_nowait(waiter.result())
+            waiter.cancel()
+            raise
 
 
 class BurstPool(AsyncAdaptedQueuePool):
@@ -24,6 +86,7 @@ class BurstPool(AsyncAdaptedQueuePool):
     # Log under sqlalchemy.pool like SQLAlchemy's own pools, so that the usual
     # logging configuration covers this one and the service's logger stays quiet.
     _sqla_logger_namespace = "sqlalchemy.pool.BurstPool"
+    _queue_class = FairQueue
 
     def __init__(self, creator: Any, *, pool_size: int, max_overflow: int, **kw: Any) -> None:
         # Every connection, kept or not, lives in the queue; the overflow
