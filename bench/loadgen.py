@@ -88,7 +88,9 @@ def _to_ms(value: str, unit: str) -> float:
 
 
 def _wrk_latency(output: str, percentile: str) -> float:
-    match = re.search(rf"^\s+{re.escape(percentile)}\s+([\d.]+)(us|ms|s|m)\s*$", output, re.M)
+    match = re.search(
+        rf"^\s+{re.escape(percentile)}\s+([\d.]+)(us|ms|s|m)\s*$", output, re.MULTILINE
+    )
     return _to_ms(match[1], match[2]) if match else float("nan")
 
 

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import asyncpg
 import httpx
@@ -131,6 +131,7 @@ class Measurement:
     startup_seconds: float
     rss_mib: float
     peak_rss_mib: float
+    cpu_us_per_request: float
 
 
 @dataclass
@@ -192,6 +193,13 @@ def wait_for_first_read(port: int, process: subprocess.Popen[bytes], started: fl
     raise RuntimeError("server did not answer within 60 s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    # Fields 14 and 15 of /proc/<pid>/stat, counted after the parenthesised name.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def memory_mib(pid: int) -> tuple[float, float]:
     """Current and peak resident memory of a process, in MiB."""
     status = Path(f"/proc/{pid}/status").read_text()
@@ -213,7 +221,7 @@ class ConnectionSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._watch()))
 
-    def __enter__(self) -> "ConnectionSampler":
+    def __enter__(self) -> Self:
         self._ready = threading.Event()
         self._thread.start()
         self._ready.wait(10)
@@ -256,7 +264,9 @@ def measure(
     with server(variant, project, dsn) as (port, pid, startup):
         run_load(port, method, connections, min(2.0, seconds))  # warm-up: pools, caches
         with ConnectionSampler(ADMIN_DSN, database, variant.application_name) as sampler:
+            cpu_before = cpu_seconds(pid)
             load = run_load(port, method, connections, seconds)
+            cpu_used = cpu_seconds(pid) - cpu_before
         rss, peak_rss = memory_mib(pid)
     return Measurement(
         variant=variant.name,
@@ -269,6 +279,7 @@ def measure(
         startup_seconds=startup,
         rss_mib=rss,
         peak_rss_mib=peak_rss,
+        cpu_us_per_request=cpu_used / max(load.requests, 1) * 1e6,
     )
 
 
@@ -290,7 +301,7 @@ def count_statements(variant: Variant, project: Path, dsn: str) -> dict[str, dic
             base = f"http://127.0.0.1:{app_port}"
             for method in ("GET", "POST"):
 
-                def send(n: int) -> None:
+                def send(n: int, method: str = method) -> None:
                     if method == "GET":
                         client.get(f"{base}/items/{1 + n % ITEM_COUNT}").raise_for_status()
                     else:
@@ -394,6 +405,8 @@ def summarise(report: Report) -> list[dict[str, Any]]:
         ]
         rps = median([m.load.requests_per_second for m in runs])
         raw = median([m.load.requests_per_second for m in raw_runs])
+        cpu = median([m.cpu_us_per_request for m in runs])
+        raw_cpu = median([m.cpu_us_per_request for m in raw_runs])
         rows.append(
             {
                 "method": method,
@@ -401,6 +414,10 @@ def summarise(report: Report) -> list[dict[str, Any]]:
                 "variant": variant,
                 "requests_per_second": rps,
                 "ratio_to_raw": rps / raw if raw else float("nan"),
+                # The server's CPU time per request hardly depends on what else
+                # the machine runs, unlike requests/s: the steadier comparison.
+                "cpu_us_per_request": cpu,
+                "cpu_ratio_to_raw": raw_cpu / cpu if cpu else float("nan"),
                 "p50_ms": median([m.load.p50_ms for m in runs]),
                 "p99_ms": median([m.load.p99_ms for m in runs]),
                 "max_ms": max(m.load.max_ms for m in runs),
@@ -422,7 +439,8 @@ def summarise(report: Report) -> list[dict[str, Any]]:
 
 def print_table(rows: list[dict[str, Any]], report: Report) -> None:
     header = (
-        f"{'endpoint':<15}{'c':>5}  {'variant':<10}{'req/s':>9}{'x raw':>7}{'p50 ms':>8}"
+        f"{'endpoint':<15}{'c':>5}  {'variant':<10}{'req/s':>9}{'x raw':>7}{'CPU us':>7}{'x raw':>6}"
+        f"{'p50 ms':>8}"
         f"{'p99 ms':>8}{'non2xx':>8}{'sockerr':>8}{'pg conns':>9}{'new/s':>7}{'stmts':>6}"
         f"{'start s':>8}{'RSS MiB':>8}"
     )
@@ -432,7 +450,8 @@ def print_table(rows: list[dict[str, Any]], report: Report) -> None:
         endpoint = "GET /items/{id}" if row["method"] == "GET" else "POST /items"
         print(
             f"{endpoint:<15}{row['connections']:>5}  {row['variant']:<10}"
-            f"{row['requests_per_second']:>9.0f}{row['ratio_to_raw']:>7.2f}{row['p50_ms']:>8.1f}"
+            f"{row['requests_per_second']:>9.0f}{row['ratio_to_raw']:>7.2f}"
+            f"{row['cpu_us_per_request']:>7.0f}{row['cpu_ratio_to_raw']:>6.2f}{row['p50_ms']:>8.1f}"
             f"{row['p99_ms']:>8.1f}{row['non_2xx']:>8}{row['socket_errors']:>8}"
             f"{row['peak_connections']:>9}{row['connections_opened_per_second']:>7.1f}"
             f"{row['statements_per_request']:>6.1f}{row['startup_seconds']:>8.2f}{row['peak_rss_mib']:>8.0f}"

@@ -40,14 +40,14 @@ def add_item_routes(app: FastAPI, get_db: Callable[..., AsyncIterator[AsyncSessi
     """The two benchmarked routes, written the way tutorials write them."""
 
     @app.get("/items/{item_id}", response_model=ItemOut)
-    async def get_item(item_id: int, db: AsyncSession = Depends(get_db)) -> Item:
+    async def get_item(item_id: int, db: AsyncSession = Depends(get_db)) -> Item:  # noqa: B008
         item = await db.get(Item, item_id)
         if item is None:
             raise HTTPException(404)
         return item
 
     @app.post("/items", response_model=ItemOut, status_code=201)
-    async def create_item(data: ItemIn, db: AsyncSession = Depends(get_db)) -> Item:
+    async def create_item(data: ItemIn, db: AsyncSession = Depends(get_db)) -> Item:  # noqa: B008
         item = Item(**data.model_dump())
         db.add(item)
         await db.flush()
