@@ -32,19 +32,28 @@ NEVER_RENDERED = {".env", "uv.lock"}
 STATS_ROUTER = '''"""Counts across the service."""
 
 from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
 
-from round_trip.infrastructure.database import SessionDep
+from round_trip.infrastructure.database import ReadSessionDep
 from round_trip.items.models import Item
 
 router = APIRouter(prefix="/stats", tags=["stats"])
 
 
+class ItemCount(BaseModel):
+    """How many items there are."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": 42}]})
+
+    items: int
+
+
 @router.get("/items")
-async def count_items(session: SessionDep) -> dict[str, int]:
+async def count_items(session: ReadSessionDep) -> ItemCount:
     """Count the items."""
     count = await session.scalar(select(func.count()).select_from(Item))
-    return {"items": count or 0}
+    return ItemCount(items=count or 0)
 '''
 STATS_TEST = """from httpx import AsyncClient
 

@@ -2,12 +2,13 @@
 
 import logging
 import time
-from typing import Final
+from typing import Any, Final
 
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -24,6 +25,61 @@ EXHAUSTION_LOG_INTERVAL_SECONDS: Final = 10.0
 
 # PostgreSQL error codes that mean "too slow", not "broken".
 _CANCELLED_FOR_TIME: Final = frozenset({"57014", "25P03"})  # statement / idle-in-transaction
+
+
+class ErrorMessage(BaseModel):
+    """An error answer: one sentence saying what went wrong."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"detail": "The database is unavailable; retry shortly."}]}
+    )
+
+    detail: str
+
+
+class FieldProblem(BaseModel):
+    """One part of a request that does not validate, and why."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+    ctx: dict[str, Any] | None = None
+
+
+class InvalidRequest(BaseModel):
+    """A 422 answer: every problem found in the request, without the input itself."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "detail": [
+                        {
+                            "loc": ["body", "price"],
+                            "msg": "Input should be greater than or equal to 0",
+                            "type": "greater_than_equal",
+                            "ctx": {"ge": 0},
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+    detail: list[FieldProblem]
+
+
+# For `responses=` on routes, so that the OpenAPI page shows the answers the
+# handlers below give.
+INVALID_REQUEST: Final[dict[str, Any]] = {
+    "model": InvalidRequest,
+    "description": "The request does not validate; nothing was changed",
+}
+DATABASE_UNAVAILABLE: Final[dict[str, Any]] = {
+    "model": ErrorMessage,
+    "description": "The database is unavailable or too slow, or the service is at capacity; "
+    "retry after `Retry-After` seconds",
+}
 
 
 def _unavailable(detail: str) -> JSONResponse:

@@ -6,10 +6,11 @@ from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from {{ cookiecutter.package_name }}.errors import ErrorMessage
 from {{ cookiecutter.package_name }}.infrastructure.config import PRIMARY, Profile, SettingsDep
 from {{ cookiecutter.package_name }}.infrastructure.database import Database, DatabaseDep
 from {{ cookiecutter.package_name }}.infrastructure.extra_databases import ExtraDatabasesDep
@@ -48,11 +49,17 @@ Availability = Literal["ok", "unavailable"]
 class HealthStatus(BaseModel):
     """Whether a part of the service can do its work."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
     status: Availability
 
 
 class ReadinessStatus(HealthStatus):
     """Whether every database answers, and which one does not."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"status": "ok", "databases": {"primary": "ok"}}]}
+    )
 
     # By name: "primary" (DATABASE_URL), then each DATABASES__<NAME>__URL.
     databases: dict[str, Availability]
@@ -76,11 +83,32 @@ class PoolFigures(BaseModel):
 class PoolStatus(PoolFigures):
     """The primary's pool figures, the profile, and every extra database's pool by name."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "pool_size": 10,
+                    "max_overflow": 20,
+                    "pool_timeout": 5.0,
+                    "checked_in": 8,
+                    "checked_out": 2,
+                    "overflow": 0,
+                    "connects": 12,
+                    "checkouts": 48210,
+                    "invalidations": 0,
+                    "timeouts": 0,
+                    "profile": "prod",
+                    "databases": {},
+                }
+            ]
+        }
+    )
+
     profile: Profile
     databases: dict[str, PoolFigures]
 
 
-@router.get("/live")
+@router.get("/live", summary="Liveness probe")
 async def live() -> HealthStatus:
     """Report that the process is up; never touches the database."""
     return HealthStatus(status="ok")
@@ -88,7 +116,21 @@ async def live() -> HealthStatus:
 
 @router.get(
     "/ready",
-    responses={status.HTTP_503_SERVICE_UNAVAILABLE: {"model": ReadinessStatus}},
+    summary="Readiness probe",
+    responses={
+        status.HTTP_503_SERVICE_UNAVAILABLE: {
+            "model": ReadinessStatus,
+            "description": "A database did not answer in time",
+            "content": {
+                "application/json": {
+                    "example": {
+                        "status": "unavailable",
+                        "databases": {"primary": "ok", "replica": "unavailable"},
+                    }
+                }
+            },
+        }
+    },
 )
 async def ready(
     database: DatabaseDep, extra_databases: ExtraDatabasesDep, response: Response
@@ -118,8 +160,19 @@ async def _answers(database: Database) -> bool:
 
 @router.get(
     "/pool",
+    summary="Connection pool status",
     dependencies=[Depends(require_pool_token)],
-    responses={status.HTTP_401_UNAUTHORIZED: {"description": "Missing or wrong token"}},
+    responses={
+        status.HTTP_401_UNAUTHORIZED: {
+            "model": ErrorMessage,
+            "description": "Missing or wrong token",
+            "content": {
+                "application/json": {
+                    "example": {"detail": "Send HEALTH_POOL_TOKEN as a bearer token"}
+                }
+            },
+        }
+    },
 )
 async def pool(
     database: DatabaseDep, extra_databases: ExtraDatabasesDep, settings: SettingsDep

@@ -1,9 +1,14 @@
 """HTTP routes for items."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 
+from {{ cookiecutter.package_name }}.errors import (
+    DATABASE_UNAVAILABLE,
+    INVALID_REQUEST,
+    ErrorMessage,
+)
 from {{ cookiecutter.package_name }}.infrastructure.database import (
     ReadSessionDep,
     SessionDep,
@@ -16,7 +21,21 @@ from {{ cookiecutter.package_name }}.items.schemas import ItemCreate, ItemPublic
 # The id column is a 32-bit integer; larger ids cannot exist, so they are a 422.
 MAX_ID = 2_147_483_647
 
-router = APIRouter(prefix="/items", tags=["items"])
+router = APIRouter(
+    prefix="/items",
+    tags=["items"],
+    responses={
+        status.HTTP_422_UNPROCESSABLE_CONTENT: INVALID_REQUEST,
+        status.HTTP_503_SERVICE_UNAVAILABLE: DATABASE_UNAVAILABLE,
+    },
+)
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    status.HTTP_404_NOT_FOUND: {
+        "model": ErrorMessage,
+        "description": "No such item",
+        "content": {"application/json": {"example": {"detail": "Item 42 not found"}}},
+    }
+}
 
 
 ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -58,7 +77,7 @@ async def list_items(
     return [ItemPublic.model_validate(item) for item in items]
 
 
-@router.get("/{item_id}", responses={status.HTTP_404_NOT_FOUND: {"description": "No such item"}})
+@router.get("/{item_id}", responses=NOT_FOUND)
 async def get_item(item_id: ItemId, session: ReadSessionDep) -> ItemPublic:
     """Return one item."""
     item = await service.find_item(session=session, item_id=item_id)
@@ -67,7 +86,7 @@ async def get_item(item_id: ItemId, session: ReadSessionDep) -> ItemPublic:
     return ItemPublic.model_validate(item)
 
 
-@router.patch("/{item_id}", responses={status.HTTP_404_NOT_FOUND: {"description": "No such item"}})
+@router.patch("/{item_id}", responses=NOT_FOUND)
 async def update_item(item: ItemDep, data: ItemUpdate, session: SessionDep) -> ItemPublic:
     """Change some fields of an item."""
     item = await service.update_item(session=session, item=item, data=data)
@@ -77,7 +96,7 @@ async def update_item(item: ItemDep, data: ItemUpdate, session: SessionDep) -> I
 @router.delete(
     "/{item_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={status.HTTP_404_NOT_FOUND: {"description": "No such item"}},
+    responses=NOT_FOUND,
 )
 async def delete_item(item: ItemDep, session: SessionDep) -> None:
     """Delete an item."""

@@ -81,7 +81,20 @@ class ItemUpdate(BaseModel):
 class ItemPublic(BaseModel):
     """An item as the API shows it."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 42,
+                    "name": "Espresso cup",
+                    "description": "Porcelain, 80 ml",
+                    "price": "9.50",
+                    "created_at": "2026-11-22T09:30:00Z",
+                }
+            ]
+        },
+    )
 
     id: int
     name: str
