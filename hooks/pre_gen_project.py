@@ -7,6 +7,12 @@ import sys
 PROJECT_SLUG = "{{ cookiecutter.project_slug }}"
 PACKAGE_NAME = "{{ cookiecutter.package_name }}"
 AUTHOR_EMAIL = "{{ cookiecutter.author_email }}"
+# Free text, rendered as JSON strings so that any quote in it still makes valid Python here.
+FREE_TEXT = {
+    "project_name": {{ cookiecutter.project_name | tojson }},
+    "description": {{ cookiecutter.description | tojson }},
+    "author_name": {{ cookiecutter.author_name | tojson }},
+}
 USE_PROMETHEUS = {{ cookiecutter.use_prometheus }}
 
 # Longer names would push generated lines past the formatter's line length.
@@ -50,6 +56,11 @@ def problem() -> str | None:
         return f"project_slug {PROJECT_SLUG!r} must be lowercase words joined by single dashes, e.g. project_slug=orders-service"
     if len(PROJECT_SLUG) > MAX_PROJECT_SLUG:
         return f"project_slug {PROJECT_SLUG!r} is longer than {MAX_PROJECT_SLUG} characters; pick a shorter one, e.g. project_slug={PROJECT_SLUG[:MAX_PROJECT_SLUG].rstrip('-')}"
+    for answer, value in FREE_TEXT.items():
+        # The generated code puts these inside double-quoted Python and TOML strings.
+        if '"' in value or "\\" in value:
+            fixed = value.replace('"', "'").replace("\\", "/")
+            return f'{answer} {value!r} holds a double quote or a backslash, which would break the generated Python and TOML strings; use single quotes, e.g. {answer}="{fixed}"'
     if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s.]+", AUTHOR_EMAIL):
         return f"author_email {AUTHOR_EMAIL!r} does not look like an e-mail address, e.g. author_email=team@example.com"
     if USE_PROMETHEUS:

@@ -194,6 +194,9 @@ def test_answers_work_on_the_command_line(tmp_path: Path) -> None:
         ({"author_email": "a@b"}, "author_email 'a@b' does not look like"),
         ({"project_name": "Northwind Inventory Reconciliation"}, "longer than 30 characters"),
         ({"project_slug": "a-" * 25 + "b", "package_name": "ab"}, "longer than 40 characters"),
+        ({"description": 'The-"best"-API'}, "description 'The-\"best\"-API' holds a double quote"),
+        ({"project_name": "Back\\slash"}, 'e.g. project_name="Back/slash"'),
+        ({"author_name": 'Ann-"Ops"'}, "author_name 'Ann-\"Ops\"' holds a double quote"),
         ({"use_prometheus": True}, "use_prometheus is not built"),
     ],
 )
