@@ -42,21 +42,34 @@ def is_database_variable(name: str) -> bool:
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Keep the developer's database variables and .env file out of every test."""
+    """Keep the developer's database and LOG_* variables and .env file out of every test."""
     for name in list(os.environ):
-        if is_database_variable(name):
+        if is_database_variable(name) or name.upper().startswith("LOG_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
 
 
+# The loggers configure_logging changes; create_app and the command line call it.
+CONFIGURED_LOGGERS = (
+    "",
+    "{{ cookiecutter.package_name }}",
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "sqlalchemy.engine.Engine",
+)
+
+
 @pytest.fixture(autouse=True)
-def _package_logger_restored() -> Iterator[None]:
-    """Take away what the command line sets on the package logger, so no later test uses it."""
-    logger = logging.getLogger("{{ cookiecutter.package_name }}")
-    handlers, level = list(logger.handlers), logger.level
+def _logging_restored() -> Iterator[None]:
+    """Put the loggers back as they were, so no test writes through another test's handler."""
+    loggers = [logging.getLogger(name or None) for name in CONFIGURED_LOGGERS]
+    saved = [(list(logger.handlers), logger.level, logger.propagate) for logger in loggers]
     yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
+    for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def admin_url() -> URL:

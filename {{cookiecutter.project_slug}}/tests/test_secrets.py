@@ -1,5 +1,6 @@
 """Secrets stay secret: the password is in no log, response or error; the pool status is guarded."""
 
+import json
 import logging
 from collections.abc import Iterator
 
@@ -10,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from {{ cookiecutter.package_name }}.infrastructure.config import (
+    LogFormat,
     Settings,
     load_settings,
 )
@@ -64,12 +66,15 @@ def add_failing_routes(app: FastAPI) -> None:
     app.add_api_route("/test/broken-sql", broken_sql)
 
 
+@pytest.mark.parametrize("log_format", list(LogFormat))
 async def test_the_database_password_shows_nowhere(
     settings_with_password: Settings,
     everything_logged: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
     unused_tcp_port: int,
+    log_format: LogFormat,
 ) -> None:
-    app = create_app(settings_with_password)
+    app = create_app(settings_with_password.model_copy(update={"log_format": log_format}))
     add_failing_routes(app)
     transport = ASGITransport(app=app, raise_app_exceptions=False)
     async with (
@@ -121,6 +126,15 @@ async def test_the_database_password_shows_nowhere(
     # The formatted text includes every traceback logged with a record.
     assert "Traceback" in everything_logged.text
     assert PASSWORD not in everything_logged.text
+    # And what the service's own handler wrote, in the format it was given.
+    written = capsys.readouterr()
+    assert "Traceback" in written.err
+    assert PASSWORD not in written.err
+    assert PASSWORD not in written.out
+    if log_format is LogFormat.JSON:
+        entries = [json.loads(line) for line in written.err.splitlines()]
+        assert any(entry["logger"] == "sqlalchemy.engine.Engine" for entry in entries)
+        assert any("exception" in entry for entry in entries)
 
 
 async def pool_status(

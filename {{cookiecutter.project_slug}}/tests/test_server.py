@@ -1,6 +1,7 @@
 """The real server process: overload is answered in time, SIGTERM drains and disposes."""
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -239,3 +240,39 @@ async def test_each_worker_has_its_own_pool_and_all_stay_within_the_budget(
     assert 2 + 1 < peak <= limit
     server.stop()
     assert await connection_count(application_name, expected=0) == 0
+
+
+async def test_prod_writes_every_line_as_json_with_one_access_line_per_request(
+    start_server: StartServer,
+) -> None:
+    # Two workers, so that the lines of the process supervising them are checked too.
+    server = start_server(
+        DATABASE_PROFILE="prod",
+        # Trust authentication needs no password; prod refuses that unless told.
+        DATABASE_ALLOW_INSECURE="true",
+        WEB_CONCURRENCY="2",
+        DATABASE_POOL_SIZE="1",
+        DATABASE_MAX_OVERFLOW="0",
+    )
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+        listed = await client.get("/items?secret=Xq7-query", headers={"X-Request-ID": "srv-1"})
+        missing = await client.get("/items/2000000000")
+    output = server.stop()
+    assert listed.status_code == 200
+    assert listed.headers["X-Request-ID"] == "srv-1"
+    assert missing.status_code == 404
+    # uvicorn's own lines too: start-up, shutdown, and none of its access lines.
+    entries = [json.loads(line) for line in output.splitlines()]
+    messages = [entry["message"] for entry in entries if entry["logger"] == "uvicorn.error"]
+    assert any(message.startswith("Started parent process") for message in messages)
+    assert messages.count("Application shutdown complete.") == 2
+    access = [entry for entry in entries if entry["logger"].endswith(".access_log")]
+    # The start-up probe's requests first, then this test's two.
+    assert [(entry["method"], entry["path"], entry["status"]) for entry in access[-2:]] == [
+        ("GET", "/items", 200),
+        ("GET", "/items/2000000000", 404),
+    ]
+    assert access[-2]["request_id"] == "srv-1"
+    assert access[-1]["request_id"] == missing.headers["X-Request-ID"]
+    assert all(entry["path"] == "/health/live" for entry in access[:-2])
+    assert "Xq7-query" not in output

@@ -2,11 +2,9 @@
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Final
 
 import uvicorn
 
@@ -20,22 +18,7 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
     DatabaseUnavailableError,
 )
 from {{ cookiecutter.package_name }}.infrastructure.extra_databases import wait_for_databases
-
-LOG_HANDLER_NAME: Final = "{{ cookiecutter.package_name }}.cli"
-
-
-def log_to_stderr() -> None:
-    """Show the package's log lines on stderr, once however often this is called."""
-    logger = logging.getLogger("{{ cookiecutter.package_name }}")
-    logger.setLevel(logging.INFO)
-    # Replaced, not added again: a second call in one process (tests, an
-    # embedding program) would otherwise print every line twice.
-    for old in [handler for handler in logger.handlers if handler.name == LOG_HANDLER_NAME]:
-        logger.removeHandler(old)
-    handler = logging.StreamHandler()
-    handler.set_name(LOG_HANDLER_NAME)
-    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
-    logger.addHandler(handler)
+from {{ cookiecutter.package_name }}.logs import configure_logging
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,7 +39,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_db_commands(db)
     args = parser.parse_args(argv)
     if args.command == "db":
-        log_to_stderr()
         return run_db_command(args)
     # Options become environment variables, so that they are validated like
     # the rest and every worker process reads the same settings.
@@ -65,9 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None:
             os.environ[variable] = value
 
-    log_to_stderr()
     try:
         settings = load_settings()
+        configure_logging(settings)
         # Fail here, in one line, rather than in every worker with a traceback.
         asyncio.run(wait_for_databases(settings))
     except SettingsError as error:
@@ -89,5 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # On SIGTERM, requests in flight get this long to finish before they
         # are cancelled and the pools closed; see README.md, Kubernetes.
         timeout_graceful_shutdown=settings.graceful_shutdown_timeout,
+        # Logging is configured from the settings (logs.py), in this process
+        # and again in each worker's create_app; uvicorn's access line is
+        # replaced by RequestLogMiddleware's, so each request is logged once.
+        log_config=None,
+        access_log=False,
     )
     return 0

@@ -4,19 +4,35 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from {{ cookiecutter.package_name }} import health
+from {{ cookiecutter.package_name }}.access_log import RequestLogMiddleware
 from {{ cookiecutter.package_name }}.errors import register_error_handlers
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import close_db, init_db
 from {{ cookiecutter.package_name }}.infrastructure.extra_databases import open_extra_databases
 from {{ cookiecutter.package_name }}.items.router import router as items_router
+from {{ cookiecutter.package_name }}.logs import configure_logging
+
+
+class Service(FastAPI):
+    """A FastAPI app whose outermost layer gives each request its id and access line."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """Wrap the usual stack, Starlette's ServerErrorMiddleware included."""
+        # app.add_middleware would go inside ServerErrorMiddleware, and the 500
+        # it sends for a bug would then leave without X-Request-ID.
+        return RequestLogMiddleware(super().build_middleware_stack())
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service from `settings`, read from the environment when omitted."""
     if settings is None:
         settings = load_settings()
+    # Here, not only in the CLI: each uvicorn worker process builds its own app,
+    # and does not inherit the logging set up by the process that started it.
+    configure_logging(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -32,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await close_db(database)
 
-    app = FastAPI(
+    app = Service(
         title="{{ cookiecutter.project_name }}",
         description="{{ cookiecutter.description }}",
         version="0.1.0",

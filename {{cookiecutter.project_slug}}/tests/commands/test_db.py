@@ -197,6 +197,7 @@ async def test_status_reports_the_server_budget_revision_and_the_service_connect
     async with transactional.connect() as busy, database.engine.connect() as idle:
         await busy.execute(text("SELECT 1"))
         await idle.execute(text("SELECT 1"))
+        capsys.readouterr()  # the app's own start-up lines
         # main() runs its own event loop, so it runs in a thread of its own.
         code = await asyncio.to_thread(cli.main, ["db", "status"])
     output = capsys.readouterr()

@@ -9,6 +9,8 @@ from {{ cookiecutter.package_name }}.infrastructure.config import (
     DEV_SQLITE_URL,
     POOL_PROFILES,
     BudgetCheck,
+    LogFormat,
+    LogLevel,
     Pooler,
     PoolSettings,
     Profile,
@@ -95,6 +97,8 @@ def test_an_explicit_variable_overrides_only_its_value(
         ("PORT", "70000", "less than or equal to 65535"),
         ("DATABASE_POOL_MAX_WAITING", "-1", "greater than or equal to 0"),
         ("GRACEFUL_SHUTDOWN_TIMEOUT", "0", "greater than 0"),
+        ("LOG_FORMAT", "xml", "Input should be 'json' or 'console'"),
+        ("LOG_LEVEL", "loud", "Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
     ],
 )
 def test_an_invalid_value_fails_in_one_line_naming_the_variable(
@@ -393,3 +397,21 @@ def test_extra_databases_are_read_from_the_dotenv_file_and_never_shown(tmp_path:
     assert replica.pool.pool_size == 4
     for shown in (repr(settings), str(settings.model_dump()), repr(replica), replica.safe_url):
         assert "Xq7-not-a-real-pw" not in shown
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [("dev", LogFormat.CONSOLE), ("prod", LogFormat.JSON), ("high-traffic", LogFormat.JSON)],
+)
+def test_logs_are_json_outside_dev_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch, profile: str, expected: LogFormat
+) -> None:
+    monkeypatch.setenv("DATABASE_PROFILE", profile)
+    monkeypatch.setenv("DATABASE_URL", PG_URL)
+    assert load_settings(_env_file=None).logs.format is expected
+    assert load_settings(_env_file=None).logs.level is LogLevel.INFO
+    monkeypatch.setenv("LOG_FORMAT", "console" if expected is LogFormat.JSON else "json")
+    monkeypatch.setenv("LOG_LEVEL", "warning")
+    logs = load_settings(_env_file=None).logs
+    assert logs.format is not expected
+    assert logs.level is LogLevel.WARNING

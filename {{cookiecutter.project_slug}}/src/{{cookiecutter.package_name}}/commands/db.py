@@ -44,6 +44,7 @@ from {{ cookiecutter.package_name }}.infrastructure.migrations import (
     current_revisions,
     head_revisions,
 )
+from {{ cookiecutter.package_name }}.logs import configure_logging
 
 COMMAND: Final = "{{ cookiecutter.project_slug }}"
 
@@ -101,6 +102,7 @@ def run_db_command(args: argparse.Namespace) -> int:
     }
     try:
         settings = load_settings(**overrides)
+        configure_logging(settings)
         if settings.uses_dev_sqlite:
             return _fail(
                 "DATABASE_URL is not set; the db commands work on PostgreSQL "

@@ -1,4 +1,4 @@
-"""Settings read from the environment, and the pool profiles they pick defaults from."""
+"""Settings read from the environment, and the pool and log profiles they pick defaults from."""
 
 import re
 from dataclasses import dataclass, fields, replace
@@ -29,6 +29,27 @@ class Profile(StrEnum):
     DEV = "dev"
     PROD = "prod"
     HIGH_TRAFFIC = "high-traffic"
+
+
+class LogFormat(StrEnum):
+    """How log lines are written."""
+
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class LogLevel(StrEnum):
+    """The least severe log records that are written."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+    @classmethod
+    def _missing_(cls, value: object) -> "LogLevel | None":
+        # LOG_LEVEL=info is as common a spelling as LOG_LEVEL=INFO.
+        return cls.__members__.get(value.upper()) if isinstance(value, str) else None
 
 
 class BudgetCheck(StrEnum):
@@ -93,6 +114,25 @@ POOL_PROFILES: Final = MappingProxyType(
             statement_timeout_ms=5_000,
             idle_in_transaction_timeout_ms=10_000,
         ),
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    """How the service writes its log lines."""
+
+    format: LogFormat
+    level: LogLevel
+
+
+# Readable lines for a person at a terminal; one JSON object per line for a
+# log collector everywhere else.
+LOG_PROFILES: Final = MappingProxyType(
+    {
+        Profile.DEV: LogSettings(format=LogFormat.CONSOLE, level=LogLevel.INFO),
+        Profile.PROD: LogSettings(format=LogFormat.JSON, level=LogLevel.INFO),
+        Profile.HIGH_TRAFFIC: LogSettings(format=LogFormat.JSON, level=LogLevel.INFO),
     }
 )
 
@@ -210,6 +250,8 @@ class Settings(BaseSettings):
     # flight at SIGTERM finishes or is cancelled by PostgreSQL first.
     graceful_shutdown_timeout: int = Field(default=20, gt=0)
     health_pool_token: SecretStr | None = None
+    log_format: LogFormat | None = None
+    log_level: LogLevel | None = None
     databases: dict[Annotated[str, AfterValidator(_valid_database_name)], DatabaseSettings] = {}
 
     # Which database this copy of the settings describes: the primary, or an
@@ -271,6 +313,14 @@ class Settings(BaseSettings):
             if (value := getattr(self, f"database_{field.name}")) is not None
         }
         return replace(POOL_PROFILES[self.database_profile], **overrides)
+
+    @property
+    def logs(self) -> LogSettings:
+        """The profile's log defaults with LOG_FORMAT and LOG_LEVEL applied."""
+        profile = LOG_PROFILES[self.database_profile]
+        return LogSettings(
+            format=self.log_format or profile.format, level=self.log_level or profile.level
+        )
 
     @property
     def pool_max_waiting(self) -> int:

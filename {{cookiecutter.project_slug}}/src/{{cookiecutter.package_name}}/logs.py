@@ -1,0 +1,128 @@
+"""Where log lines go and how they look: JSON or console, each tagged with its request id."""
+
+import functools
+import json
+import logging
+import sys
+import time
+from contextvars import ContextVar
+from typing import Any, Final
+
+from {{ cookiecutter.package_name }}.infrastructure.config import LogFormat, Settings
+
+HANDLER_NAME: Final = "{{ cookiecutter.package_name }}"
+# The loggers LOG_LEVEL applies to. Other libraries (Alembic, httpx, asyncio...)
+# narrate at INFO; they are heard from at WARNING, or at LOG_LEVEL if stricter.
+SERVICE_LOGGERS: Final = ("{{ cookiecutter.package_name }}", "uvicorn")
+
+# The id of the request being served, set by RequestLogMiddleware. A context
+# variable follows the request into the tasks it starts and into SQLAlchemy's
+# greenlets, so SQL echo and pool records carry the id of the request behind them.
+current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
+
+# What every LogRecord has; anything else on a record came from `extra=`.
+_RECORD_ATTRIBUTES: Final = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "request_id",
+    # uvicorn's copy of some messages with terminal colour codes in it.
+    "color_message",
+}
+# json.dumps with `default` builds a new encoder on every call; this one is
+# made once. It escapes line breaks, control characters and non-ASCII text,
+# so nothing a client sends can start a log line of its own; `default=str`
+# keeps a value JSON cannot hold from losing the whole record.
+_JSON: Final = json.JSONEncoder(default=str)
+
+
+class RequestIdFilter(logging.Filter):
+    """Tag every record with the id of the request being served (None outside requests)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Set `record.request_id`; never drop a record."""
+        record.request_id = current_request_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """Write each record as one JSON object on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return the record's time, level, logger, message, request id and extra fields."""
+        entry: dict[str, Any] = {
+            "time": _utc_timestamp(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None)
+        if request_id is not None:
+            entry["request_id"] = request_id
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES:
+                entry[key] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return _JSON.encode(entry)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """Write each record as one line for a person: level, request id, logger, message."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        """Return the line without the traceback, which `format` appends."""
+        request_id = getattr(record, "request_id", None)
+        tag = f"[{request_id}] " if request_id is not None else ""
+        return f"{record.levelname + ':':<9} {tag}{record.name}: {record.message}"
+
+
+def configure_logging(settings: Settings) -> None:
+    """Send every logger's records to stderr in the configured format; safe to call again."""
+    logs = settings.logs
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(HANDLER_NAME)
+    handler.addFilter(RequestIdFilter())
+    formatter = JsonFormatter() if logs.format is LogFormat.JSON else ConsoleFormatter()
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    # Replaced, not added again: create_app runs once per worker, and again in
+    # tests and embedding programs; a second handler would print every line twice.
+    # Handlers that others put on the root logger (pytest's, say) are left alone.
+    for old in [existing for existing in root.handlers if existing.name == HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    level = logging.getLevelNamesMapping()[logs.level]
+    root.setLevel(max(level, logging.WARNING))
+    for name in SERVICE_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+    # uvicorn's own lines (start-up, shutdown, tracebacks) take the same way,
+    # however uvicorn was started; its access log is replaced by RequestLogMiddleware's.
+    for name in ("uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    logging.getLogger("uvicorn.error").setLevel(logging.NOTSET)
+    # Without a handler anywhere above it, uvicorn does not even format its line.
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers.clear()
+    uvicorn_access.propagate = False
+    # With echo on, SQLAlchemy gives this logger a stdout handler of its own
+    # unless it has one, and every statement would be printed twice.
+    sqlalchemy_engine = logging.getLogger("sqlalchemy.engine.Engine")
+    if not sqlalchemy_engine.handlers:
+        sqlalchemy_engine.addHandler(logging.NullHandler())
+
+
+@functools.lru_cache(maxsize=4)
+def _utc_second(seconds: int) -> str:
+    # Cached: every record of the same second shares this part.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
+def _utc_timestamp(created: float) -> str:
+    seconds = int(created)
+    return f"{_utc_second(seconds)}.{int((created - seconds) * 1000):03d}Z"
