@@ -125,6 +125,8 @@ def test_the_project_has_its_layout(bake: Bake) -> None:
         "main",
         "health",
         "cli",
+        "logs",
+        "access_log",
         "commands/db",
         "infrastructure/config",
         "infrastructure/database",

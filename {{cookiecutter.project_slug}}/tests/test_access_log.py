@@ -225,6 +225,45 @@ async def test_a_request_whose_client_leaves_still_gets_its_access_line(
     assert [(entry["request_id"], entry["status"]) for entry in logged] == [("gone", 499)]
 
 
+async def test_the_servers_traceback_for_a_bug_carries_the_request_id(
+    json_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = create_app(json_settings)
+    add_test_routes(app)
+    scope: Scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/test/crash",
+        "raw_path": b"/test/crash",
+        "query_string": b"",
+        "headers": [(b"x-request-id", b"bug-1")],
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    # As uvicorn serves a request: in a task of its own, logging what escapes the app.
+    async def serve_like_uvicorn() -> None:
+        try:
+            await app(scope, receive, send)
+        except RuntimeError:
+            logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+
+    await asyncio.create_task(serve_like_uvicorn())
+    assert sent[0]["status"] == 500
+    assert (b"x-request-id", b"bug-1") in sent[0]["headers"]
+    entries = json_lines(capsys.readouterr().err)
+    assert [(entry["logger"], entry.get("request_id")) for entry in entries] == [
+        (ACCESS_LOGGER, "bug-1"),
+        ("uvicorn.error", "bug-1"),
+    ]
+    assert "RuntimeError: handler bug" in entries[1]["exception"]
+
+
 async def test_the_request_id_does_not_outlive_its_request(
     json_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

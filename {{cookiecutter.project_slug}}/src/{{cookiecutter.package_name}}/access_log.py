@@ -58,8 +58,9 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except BaseException as error:
-            # A bug was answered with a 500 by Starlette's ServerErrorMiddleware,
-            # inside this one; a cancellation means the client went away first.
+            # Starlette's ServerErrorMiddleware, inside this one, has usually
+            # answered a bug with a 500 already; without an answer, a
+            # cancellation means that the client went away first.
             if not status:
                 cancelled = isinstance(error, asyncio.CancelledError)
                 status = CLIENT_CLOSED_REQUEST if cancelled else 500
