@@ -13,6 +13,9 @@ from {{ cookiecutter.package_name }}.infrastructure.config import Settings
 from {{ cookiecutter.package_name }}.infrastructure.database import SessionDep
 from {{ cookiecutter.package_name }}.main import create_app
 
+AT_CAPACITY = "The service is at capacity; retry shortly."
+TOO_SLOW = "The database took too long to answer; retry shortly."
+
 SLOW_QUERY_SECONDS = 0.2
 POOL_TIMEOUT = 1.0
 
@@ -63,7 +66,7 @@ async def test_an_exhausted_pool_answers_503_with_retry_after(
     for response in responses:
         assert response.status_code == 503
         assert response.headers["Retry-After"] == "1"
-        assert response.json() == {"detail": "The service is at capacity; retry shortly."}
+        assert response.json() == {"detail": AT_CAPACITY}
     assert [r.getMessage() for r in caplog.records if "exhausted" in r.getMessage()] == [
         "Connection pool exhausted: 1 request(s) answered 503 since the last report "
         "(size 5, checked out 5, overflow 0)"
@@ -86,7 +89,13 @@ async def test_a_thousand_concurrent_requests_all_get_an_answer(
     assert (await small_client.get("/items")).status_code == 200
     pool = (await small_client.get("/health/pool")).json()
     assert pool["checked_out"] == 0
-    assert pool["timeouts"] == statuses.count(503)
+    # On a loaded machine opening one of the pool's connections can itself
+    # time out: that 503 says so, and is no pool timeout.
+    details = [
+        response.json().get("detail") for response in responses if response.status_code == 503
+    ]
+    assert set(details) <= {AT_CAPACITY, TOO_SLOW}
+    assert pool["timeouts"] == details.count(AT_CAPACITY)
 
 
 async def test_a_query_past_the_statement_timeout_is_a_503_and_frees_its_connection(
@@ -101,9 +110,7 @@ async def test_a_query_past_the_statement_timeout_is_a_503_and_frees_its_connect
     ):
         responses = await asyncio.gather(*(client.get("/test/slow?seconds=5") for _ in range(10)))
         assert {response.status_code for response in responses} == {503}
-        assert responses[0].json() == {
-            "detail": "The database took too long to answer; retry shortly."
-        }
+        assert responses[0].json() == {"detail": TOO_SLOW}
         assert (await client.get("/items")).status_code == 200
         assert (await client.get("/health/pool")).json()["checked_out"] == 0
 
