@@ -14,10 +14,15 @@ from pathlib import Path
 OPTIONAL_FILES = {
     "use_docker": ["Dockerfile", ".dockerignore", "compose.yaml"],
     "use_github_actions": [".github"],
+    "use_prometheus": [
+        "src/{{ cookiecutter.package_name }}/metrics.py",
+        "tests/test_metrics.py",
+    ],
 }
 CHOSEN = {
     "use_docker": {{ cookiecutter.use_docker }},
     "use_github_actions": {{ cookiecutter.use_github_actions }},
+    "use_prometheus": {{ cookiecutter.use_prometheus }},
 }
 
 

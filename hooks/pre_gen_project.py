@@ -13,7 +13,6 @@ FREE_TEXT = {
     "description": {{ cookiecutter.description | tojson }},
     "author_name": {{ cookiecutter.author_name | tojson }},
 }
-USE_PROMETHEUS = {{ cookiecutter.use_prometheus }}
 
 # Longer names would push generated lines past the formatter's line length.
 MAX_PACKAGE_NAME = 30
@@ -63,8 +62,6 @@ def problem() -> str | None:
             return f'{answer} {value!r} holds a double quote or a backslash, which would break the generated Python and TOML strings; use single quotes, e.g. {answer}="{fixed}"'
     if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s.]+", AUTHOR_EMAIL):
         return f"author_email {AUTHOR_EMAIL!r} does not look like an e-mail address, e.g. author_email=team@example.com"
-    if USE_PROMETHEUS:
-        return "use_prometheus is not built in this template version yet; set use_prometheus=false"
     return None
 
 

@@ -17,19 +17,25 @@ SUPPORTED: dict[str, dict[str, Any]] = {
     "default": {},
     "minimal": {"use_docker": False, "use_github_actions": False},
     "py311-apache": {"python_version": "3.11", "license": "Apache-2.0", "use_docker": False},
-    "py313-bsd": {"python_version": "3.13", "license": "BSD-3-Clause", "use_github_actions": False},
+    "py313-bsd-prometheus": {
+        "python_version": "3.13",
+        "license": "BSD-3-Clause",
+        "use_github_actions": False,
+        "use_prometheus": True,
+    },
     "longest-names-proprietary": {
         "project_name": "Northwind Inventory Reconciliation",
         "project_slug": "northwind-inventory-reconciliation-svc-1",
         "package_name": "northwind_inventory_reconciler",
         "license": "Proprietary",
+        "use_prometheus": True,
     },
     "shortest-names": {"project_name": "Ox", "use_docker": False},
     "own-package-name": {"project_name": "Billing", "package_name": "billing_core"},
 }
 
 # The generated test suite runs against PostgreSQL for these.
-RUN_GENERATED_TESTS = ["default", "py313-bsd"]
+RUN_GENERATED_TESTS = ["default", "py313-bsd-prometheus"]
 
 UNRENDERED = re.compile(r"\{\{|\{%|%\}|cookiecutter\.")
 
@@ -92,9 +98,12 @@ def test_mypy_strict_is_clean(baked: Path, tmp_path_factory: pytest.TempPathFact
 
 
 def test_files_follow_the_chosen_options(bake: Bake) -> None:
-    everything = bake(use_docker=True, use_github_actions=True)
+    everything = bake(use_docker=True, use_github_actions=True, use_prometheus=True)
     assert (everything / "Dockerfile").is_file()
     assert (everything / ".github" / "workflows" / "ci.yml").is_file()
+    assert (everything / "src" / "orders_service" / "metrics.py").is_file()
+    assert (everything / "tests" / "test_metrics.py").is_file()
+    assert "prometheus-client" in (everything / "pyproject.toml").read_text()
 
 
 def test_unchosen_options_leave_no_files(bake: Bake) -> None:
@@ -103,6 +112,9 @@ def test_unchosen_options_leave_no_files(bake: Bake) -> None:
     assert not {"Dockerfile", ".dockerignore", "compose.yaml"} & names
     assert not any(name.startswith(".github/") for name in names)
     assert not (project / ".github").exists()
+    assert not {"src/orders_service/metrics.py", "tests/test_metrics.py"} & names
+    assert "prometheus" not in (project / "pyproject.toml").read_text()
+    assert "metrics" not in (project / "src" / "orders_service" / "main.py").read_text()
 
 
 def test_the_project_has_its_layout(bake: Bake) -> None:
@@ -199,7 +211,6 @@ def test_answers_work_on_the_command_line(tmp_path: Path) -> None:
         ({"description": 'The-"best"-API'}, "description 'The-\"best\"-API' holds a double quote"),
         ({"project_name": "Back\\slash"}, 'e.g. project_name="Back/slash"'),
         ({"author_name": 'Ann-"Ops"'}, "author_name 'Ann-\"Ops\"' holds a double quote"),
-        ({"use_prometheus": True}, "use_prometheus is not built"),
     ],
 )
 def test_bad_answers_are_refused_in_one_line(

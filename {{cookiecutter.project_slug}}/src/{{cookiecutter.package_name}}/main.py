@@ -14,6 +14,9 @@ from {{ cookiecutter.package_name }}.infrastructure.database import close_db, in
 from {{ cookiecutter.package_name }}.infrastructure.extra_databases import open_extra_databases
 from {{ cookiecutter.package_name }}.items.router import router as items_router
 from {{ cookiecutter.package_name }}.logs import configure_logging
+{%- if cookiecutter.use_prometheus %}
+from {{ cookiecutter.package_name }}.metrics import add_metrics
+{%- endif %}
 
 
 class Service(FastAPI):
@@ -58,4 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     register_error_handlers(app)
     app.include_router(health.router)
     app.include_router(items_router)
+{%- if cookiecutter.use_prometheus %}
+    add_metrics(app)
+{%- endif %}
     return app

@@ -5,6 +5,7 @@ application starts, and `close_db` disposes of it when the application stops.
 """
 
 import asyncio
+import bisect
 import logging
 import time
 import uuid
@@ -48,6 +49,24 @@ NAMING_CONVENTION: Final = {
 # A connection idle for longer than this is pinged before a request uses it.
 PING_AFTER_IDLE_SECONDS: Final = 1.0
 
+# Upper bounds, in seconds, of the buckets that count how long requests
+# waited for their connection: from an idle pool's instant checkout to the
+# longest pool timeout of the profiles.
+CHECKOUT_WAIT_BUCKETS: Final = (
+    0.001,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
 # The driver gives up on a statement this long after the server should have
 # cancelled it, so a hung connection cannot hold a request forever.
 COMMAND_TIMEOUT_MARGIN_SECONDS: Final = 5.0
@@ -89,6 +108,19 @@ class PoolStats:
     # Pool timeouts are logged once per burst, not once per request.
     timeouts_unreported: int = 0
     last_timeout_report: float | None = None
+    # How long requests waited for their connection: a count per bucket of
+    # CHECKOUT_WAIT_BUCKETS (the last one for longer waits) and the sum. Plain
+    # counters rather than a metrics library's histogram, so that recording
+    # costs two clock reads and an addition whether or not anything reads them.
+    checkout_waits: list[int] = field(
+        default_factory=lambda: [0] * (len(CHECKOUT_WAIT_BUCKETS) + 1)
+    )
+    checkout_wait_seconds: float = 0.0
+
+    def record_checkout_wait(self, seconds: float) -> None:
+        """Count one request that waited `seconds` for its connection."""
+        self.checkout_waits[bisect.bisect_left(CHECKOUT_WAIT_BUCKETS, seconds)] += 1
+        self.checkout_wait_seconds += seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,10 +440,12 @@ async def _request_connection(database: Database, session: AsyncSession) -> Asyn
             f"{stats.acquiring} requests already wait for {database.capacity} busy connections"
         )
     stats.acquiring += 1
+    started = time.perf_counter()
     try:
         await session.connection()
     finally:
         stats.acquiring -= 1
+        stats.record_checkout_wait(time.perf_counter() - started)
     stats.holding += 1
     try:
         yield
