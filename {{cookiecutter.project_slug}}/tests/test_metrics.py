@@ -170,3 +170,20 @@ async def test_metrics_need_the_pool_token_outside_dev(
     assert response.status_code == expected
     if expected == 200:
         assert sample(response.text, "db_pool_size", database="primary") == 1
+
+
+async def test_bugs_are_counted_as_500s_of_their_route(
+    holding_app: FastAPI, holding_client: AsyncClient
+) -> None:
+    async def crash() -> None:
+        raise RuntimeError("a bug")
+
+    # Broken SQL gets its JSON 500 inside the stack; an unexpected exception
+    # leaves it, and Starlette's outermost layer answers.
+    holding_app.add_api_route("/test/crash", crash)
+    for path in ["/test/broken-sql", "/test/crash"]:
+        assert (await holding_client.get(path)).status_code == 500
+    text = await scrape(holding_client)
+    for route in ["/test/broken-sql", "/test/crash"]:
+        labels = {"method": "GET", "route": route, "status": "500"}
+        assert sample(text, "http_requests_total", **labels) == 1
