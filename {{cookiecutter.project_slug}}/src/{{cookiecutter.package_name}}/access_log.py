@@ -59,18 +59,22 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send_with_id)
         except BaseException as error:
             # Starlette's ServerErrorMiddleware, inside this one, has usually
-            # answered a bug with a 500 already; without an answer, a
-            # cancellation means that the client went away first.
-            if not status:
-                cancelled = isinstance(error, asyncio.CancelledError)
-                status = CLIENT_CLOSED_REQUEST if cancelled else 500
-            _log_access(scope, status, started)
+            # answered a bug with a 500 already.
+            _log_access(scope, status or unanswered_status(error), started)
             # The id stays set: the server logs the traceback next, in this
             # request's own task, and that line belongs to the request too.
             raise
-        # An app that returned without answering lost its client mid-request.
-        _log_access(scope, status or CLIENT_CLOSED_REQUEST, started)
+        _log_access(scope, status or unanswered_status(None), started)
         current_request_id.reset(token)
+
+
+def unanswered_status(error: BaseException | None) -> int:
+    """Return the status to record for a request that ended without a response."""
+    # A cancellation, or an app that returned without answering, means the
+    # client went away first; any other exception is a bug.
+    if error is None or isinstance(error, asyncio.CancelledError):
+        return CLIENT_CLOSED_REQUEST
+    return 500
 
 
 def _request_id(scope: Scope) -> str:

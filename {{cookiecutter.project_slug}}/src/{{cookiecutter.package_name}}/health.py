@@ -180,12 +180,13 @@ async def pool(
     """Show each pool's settings and how many connections are in use right now."""
     return PoolStatus(
         profile=settings.database_profile,
-        databases={name: _figures(extra) for name, extra in extra_databases.items()},
-        **_figures(database).model_dump(),
+        databases={name: pool_figures(extra) for name, extra in extra_databases.items()},
+        **pool_figures(database).model_dump(),
     )
 
 
-def _figures(database: Database) -> PoolFigures:
+def pool_figures(database: Database) -> PoolFigures:
+    """Read one database's pool settings, live figures and counters."""
     pool = database.engine.pool
     if not isinstance(pool, BurstPool):
         raise TypeError(f"expected the engine's BurstPool, found {type(pool).__name__}")

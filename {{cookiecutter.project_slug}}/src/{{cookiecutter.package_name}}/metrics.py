@@ -6,7 +6,6 @@ Pool figures are read from the running databases when Prometheus scrapes, so
 the request path pays nothing for them.
 """
 
-import asyncio
 import time
 from collections.abc import Iterable, Iterator
 from typing import Final
@@ -29,14 +28,13 @@ from prometheus_client.registry import Collector
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from {{ cookiecutter.package_name }}.access_log import CLIENT_CLOSED_REQUEST
-from {{ cookiecutter.package_name }}.health import require_pool_token
+from {{ cookiecutter.package_name }}.access_log import unanswered_status
+from {{ cookiecutter.package_name }}.health import pool_figures, require_pool_token
 from {{ cookiecutter.package_name }}.infrastructure.config import PRIMARY
 from {{ cookiecutter.package_name }}.infrastructure.database import (
     CHECKOUT_WAIT_BUCKETS,
     Database,
 )
-from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
 
 # The route label of requests no route matched: their raw paths would give
 # every scanner's guess a series of its own.
@@ -91,14 +89,10 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         except BaseException as error:
-            # Unanswered: a bug (ServerErrorMiddleware, outside this one, sends
-            # the 500), or a cancellation because the client went away.
-            if not status:
-                cancelled = isinstance(error, asyncio.CancelledError)
-                status = CLIENT_CLOSED_REQUEST if cancelled else 500
-            self._observe(scope, status, started)
+            # ServerErrorMiddleware, outside this one, sends the 500 for a bug.
+            self._observe(scope, status or unanswered_status(error), started)
             raise
-        self._observe(scope, status or CLIENT_CLOSED_REQUEST, started)
+        self._observe(scope, status or unanswered_status(None), started)
 
     def _observe(self, scope: Scope, status: int, started: float) -> None:
         # The router has recorded the matched route in the scope by now.
@@ -154,19 +148,17 @@ class PoolCollector(Collector):
             labels=["database"],
         )
         for name, database in self._databases():
-            pool = database.engine.pool
-            if not isinstance(pool, BurstPool):
-                raise TypeError(f"expected the engine's BurstPool, found {type(pool).__name__}")
-            stats = database.stats
-            size.add_metric([name], pool.kept)
-            max_overflow.add_metric([name], pool.burst)
-            checked_out.add_metric([name], pool.checkedout())
-            overflow.add_metric([name], pool.overflow())
+            # The same figures /health/pool shows, so the two never disagree.
+            figures, stats = pool_figures(database), database.stats
+            size.add_metric([name], figures.pool_size)
+            max_overflow.add_metric([name], figures.max_overflow)
+            checked_out.add_metric([name], figures.checked_out)
+            overflow.add_metric([name], figures.overflow)
             waiting.add_metric([name], stats.acquiring)
-            counters["connects"].add_metric([name], stats.connects)
-            counters["checkouts"].add_metric([name], stats.checkouts)
-            counters["invalidations"].add_metric([name], stats.invalidations)
-            counters["timeouts"].add_metric([name], stats.timeouts)
+            counters["connects"].add_metric([name], figures.connects)
+            counters["checkouts"].add_metric([name], figures.checkouts)
+            counters["invalidations"].add_metric([name], figures.invalidations)
+            counters["timeouts"].add_metric([name], figures.timeouts)
             wait.add_metric(
                 [name], _cumulative_buckets(stats.checkout_waits), stats.checkout_wait_seconds
             )
