@@ -67,6 +67,12 @@ def uvicorn_app(module: str) -> Callable[[Path, int], list[str]]:
             module,
             "--port",
             str(port),
+            # What `uvicorn[standard]` picks on its own; the generated service
+            # chooses asyncio's loop (see its cli.py), the comparison keeps uvloop.
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
         ]
 
     return command
@@ -505,6 +511,13 @@ def main() -> int:
         project = bake_into(workdir)
         env = environment_without_virtualenv()
         subprocess.run(["uv", "sync", "--quiet", "--no-dev"], cwd=project, env=env, check=True)
+        # Only the comparison apps run on uvloop; the service itself does not need it.
+        subprocess.run(
+            ["uv", "pip", "install", "--quiet", "--python", ".venv/bin/python", "uvloop"],
+            cwd=project,
+            env=env,
+            check=True,
+        )
         asyncio.run(prepare_database(ADMIN_DSN, database))
         subprocess.run(
             [str(project / ".venv" / "bin" / "alembic"), "upgrade", "head"],

@@ -25,6 +25,11 @@ LOCK_SECONDS = 1.2
 # "Answered in time" under overload: nobody waits longer than the pool timeout
 # plus one second, whichever way their request ends.
 ANSWER_BOUND = POOL_TIMEOUT + 1.0
+# Keep-alive connections that keep the server busy, and the burst of new ones
+# that must be served beside them.
+BUSY_CONNECTIONS = 100
+NEW_CONNECTIONS = 100
+LIVENESS_REQUEST = b"GET /health/live HTTP/1.1\r\nHost: test\r\n\r\n"
 COMMAND = str(Path(sys.executable).with_name("{{ cookiecutter.project_slug }}"))
 
 
@@ -107,6 +112,17 @@ async def raw_request(port: int, method: str, path: str, body: bytes = b"") -> t
     return int(response.split(b" ", 2)[1]), time.perf_counter() - started
 
 
+async def read_response(reader: asyncio.StreamReader) -> bytes:
+    """Read one keep-alive response (headers and a Content-Length body); return the body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return await reader.readexactly(length)
+
+
 async def run_admin_sql(database_url: str, statement: str, **parameters: object) -> None:
     """Run one statement on the test database, outside the server."""
     engine = create_async_engine(database_url, poolclass=NullPool)
@@ -159,6 +175,47 @@ async def test_a_thousand_concurrent_requests_are_answered_within_the_pool_timeo
         assert pool["checked_out"] == 0
         assert pool["timeouts"] == statuses.count(503)
         await client.delete(f"/items/{item['id']}")
+
+
+async def test_new_connections_are_served_while_the_server_is_busy(
+    start_server: StartServer,
+) -> None:
+    # Counted in turns of the busy clients rather than in seconds: with uvloop,
+    # which accepts one connection per loop turn, the burst took about one turn
+    # per connection (100); with asyncio's loop, which `serve` uses, two.
+    port = start_server().port
+    answered = 0
+    warm, stop = asyncio.Event(), asyncio.Event()
+
+    async def keep_busy() -> None:
+        nonlocal answered
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while not stop.is_set():
+            writer.write(LIVENESS_REQUEST)
+            await read_response(reader)
+            answered += 1
+            if answered == 5 * BUSY_CONNECTIONS:
+                warm.set()
+        writer.close()
+
+    async def connect_once() -> int:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(LIVENESS_REQUEST)
+        await read_response(reader)
+        writer.close()
+        return answered
+
+    # A bound on the whole exchange, so that a server gone wrong fails the test
+    # instead of hanging it.
+    async with asyncio.timeout(60):
+        busy = [asyncio.create_task(keep_busy()) for _ in range(BUSY_CONNECTIONS)]
+        await warm.wait()
+        before = answered
+        finished = await asyncio.gather(*(connect_once() for _ in range(NEW_CONNECTIONS)))
+        stop.set()
+        await asyncio.gather(*busy)
+    turns = (max(finished) - before) / BUSY_CONNECTIONS
+    assert turns <= 10, f"the last new connection waited {turns:.0f} turns of the busy ones"
 
 
 async def test_sigterm_finishes_in_flight_requests_then_closes_every_connection(
