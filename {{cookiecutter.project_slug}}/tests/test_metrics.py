@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import Database
 from {{ cookiecutter.package_name }}.main import create_app
+from tests.test_admission import LIMIT, Holding, hold_every_place, limited_app
 from tests.test_errors import add_test_routes
 
 ITEM_ROUTE = {"method": "GET", "route": "/items/{item_id}"}
@@ -114,6 +115,27 @@ async def test_checkout_waits_are_counted_per_request(holding_client: AsyncClien
     assert sample(after, "db_pool_checkout_wait_seconds_count", **primary) == waits_before + 4
     longest = sample(after, "db_pool_checkout_wait_seconds_bucket", **primary, le="+Inf")
     assert longest == waits_before + 4
+
+
+async def test_requests_in_progress_and_refused_are_shown(settings: Settings) -> None:
+    holding = Holding()
+    app = limited_app(settings, holding)
+    transport = ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
+        held = await hold_every_place(client, holding)
+        assert (await client.get("/items")).status_code == 503
+        # Scrapes are never refused, nor counted among the requests in progress.
+        text = await scrape(client)
+        holding.release.set()
+        await asyncio.gather(*held)
+        done = await scrape(client)
+    assert sample(text, "http_requests_in_flight") == LIMIT
+    assert sample(text, "http_requests_in_flight_limit") == LIMIT
+    assert sample(text, "http_requests_refused_total") == 1
+    assert sample(done, "http_requests_in_flight") == 0
 
 
 async def test_extra_databases_get_their_own_series(replica_settings: Settings) -> None:

@@ -20,8 +20,10 @@ logger = logging.getLogger(__name__)
 
 # Clients and load balancers may retry this soon; the pool frees up quickly.
 RETRY_AFTER_SECONDS: Final = "1"
-# Under overload every waiting request times out; one log line per burst is enough.
-EXHAUSTION_LOG_INTERVAL_SECONDS: Final = 10.0
+# Under overload every waiting request times out or is refused; one log line
+# per burst is enough.
+REPORT_INTERVAL_SECONDS: Final = 10.0
+AT_CAPACITY: Final = "The service is at capacity; retry shortly."
 
 # PostgreSQL error codes that mean "too slow", not "broken".
 _CANCELLED_FOR_TIME: Final = frozenset({"57014", "25P03"})  # statement / idle-in-transaction
@@ -82,7 +84,8 @@ DATABASE_UNAVAILABLE: Final[dict[str, Any]] = {
 }
 
 
-def _unavailable(detail: str) -> JSONResponse:
+def unavailable(detail: str) -> JSONResponse:
+    """A 503 saying `detail`, which clients and load balancers may retry after a second."""
     return JSONResponse(
         {"detail": detail},
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -101,7 +104,7 @@ async def pool_exhausted(request: Request, _: Exception) -> JSONResponse:
     stats.timeouts_unreported += 1
     now = time.monotonic()
     if stats.last_timeout_report is None or (
-        now - stats.last_timeout_report >= EXHAUSTION_LOG_INTERVAL_SECONDS
+        now - stats.last_timeout_report >= REPORT_INTERVAL_SECONDS
     ):
         pool = database.engine.pool
         figures = (
@@ -117,7 +120,7 @@ async def pool_exhausted(request: Request, _: Exception) -> JSONResponse:
             figures,
         )
         stats.last_timeout_report, stats.timeouts_unreported = now, 0
-    return _unavailable("The service is at capacity; retry shortly.")
+    return unavailable(AT_CAPACITY)
 
 
 async def database_error(request: Request, error: Exception) -> JSONResponse:
@@ -125,7 +128,7 @@ async def database_error(request: Request, error: Exception) -> JSONResponse:
     sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None) or ""
     if sqlstate in _CANCELLED_FOR_TIME or isinstance(error, TimeoutError):
         logger.warning("Query cancelled as too slow: %s %s", request.method, request.url.path)
-        return _unavailable("The database took too long to answer; retry shortly.")
+        return unavailable("The database took too long to answer; retry shortly.")
     if (
         isinstance(error, OSError | InterfaceError)
         or (isinstance(error, DBAPIError) and error.connection_invalidated)
@@ -133,7 +136,7 @@ async def database_error(request: Request, error: Exception) -> JSONResponse:
         or sqlstate.startswith("57P")
     ):
         logger.warning("Database unavailable: %s", type(error).__name__)
-        return _unavailable("The database is unavailable; retry shortly.")
+        return unavailable("The database is unavailable; retry shortly.")
     logger.error("Database error on %s %s", request.method, request.url.path, exc_info=error)
     return internal_error_response()
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from {{ cookiecutter.package_name }}.admission import AdmissionDep
 from {{ cookiecutter.package_name }}.errors import ErrorMessage
 from {{ cookiecutter.package_name }}.infrastructure.config import PRIMARY, Profile, SettingsDep
 from {{ cookiecutter.package_name }}.infrastructure.database import Database, DatabaseDep
@@ -80,8 +81,16 @@ class PoolFigures(BaseModel):
     timeouts: int
 
 
+class RequestFigures(BaseModel):
+    """How many requests may be in progress at once, how many are, and how many were refused."""
+
+    limit: int
+    in_flight: int
+    refused: int
+
+
 class PoolStatus(PoolFigures):
-    """The primary's pool figures, the profile, and every extra database's pool by name."""
+    """The primary's pool figures, the profile, every extra database's pool, and the requests."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -99,6 +108,7 @@ class PoolStatus(PoolFigures):
                     "timeouts": 0,
                     "profile": "prod",
                     "databases": {},
+                    "requests": {"limit": 150, "in_flight": 2, "refused": 0},
                 }
             ]
         }
@@ -106,6 +116,7 @@ class PoolStatus(PoolFigures):
 
     profile: Profile
     databases: dict[str, PoolFigures]
+    requests: RequestFigures
 
 
 @router.get("/live", summary="Liveness probe")
@@ -175,12 +186,18 @@ async def _answers(database: Database) -> bool:
     },
 )
 async def pool(
-    database: DatabaseDep, extra_databases: ExtraDatabasesDep, settings: SettingsDep
+    database: DatabaseDep,
+    extra_databases: ExtraDatabasesDep,
+    admission: AdmissionDep,
+    settings: SettingsDep,
 ) -> PoolStatus:
-    """Show each pool's settings and how many connections are in use right now."""
+    """Show each pool's settings and how many connections and requests are in progress."""
     return PoolStatus(
         profile=settings.database_profile,
         databases={name: pool_figures(extra) for name, extra in extra_databases.items()},
+        requests=RequestFigures(
+            limit=admission.limit, in_flight=admission.in_flight, refused=admission.refused
+        ),
         **pool_figures(database).model_dump(),
     )
 

@@ -8,6 +8,7 @@ from starlette.types import ASGIApp
 
 from {{ cookiecutter.package_name }} import health
 from {{ cookiecutter.package_name }}.access_log import RequestLogMiddleware
+from {{ cookiecutter.package_name }}.admission import Admission, AdmissionMiddleware
 from {{ cookiecutter.package_name }}.errors import register_error_handlers
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import close_db, init_db
@@ -20,13 +21,16 @@ from {{ cookiecutter.package_name }}.metrics import add_metrics
 
 
 class Service(FastAPI):
-    """A FastAPI app whose outermost layer gives each request its id and access line."""
+    """A FastAPI app whose outer layers log each request and refuse those beyond capacity."""
 
     def build_middleware_stack(self) -> ASGIApp:
         """Wrap the usual stack, Starlette's ServerErrorMiddleware included."""
         # app.add_middleware would go inside ServerErrorMiddleware, and the 500
-        # it sends for a bug would then leave without X-Request-ID.
-        return RequestLogMiddleware(super().build_middleware_stack())
+        # it sends for a bug would then leave without X-Request-ID. Refusals
+        # are logged too, and cost the least before FastAPI has routed anything.
+        admission: Admission = self.state.admission
+        stack = AdmissionMiddleware(super().build_middleware_stack(), admission)
+        return RequestLogMiddleware(stack)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.admission = Admission(limit=settings.request_limit)
     register_error_handlers(app)
     app.include_router(health.router)
     app.include_router(items_router)

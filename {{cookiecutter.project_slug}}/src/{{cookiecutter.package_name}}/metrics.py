@@ -29,6 +29,7 @@ from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from {{ cookiecutter.package_name }}.access_log import unanswered_status
+from {{ cookiecutter.package_name }}.admission import Admission
 from {{ cookiecutter.package_name }}.health import pool_figures, require_pool_token
 from {{ cookiecutter.package_name }}.infrastructure.config import PRIMARY
 from {{ cookiecutter.package_name }}.infrastructure.database import (
@@ -163,6 +164,27 @@ class PoolCollector(Collector):
                 [name], _cumulative_buckets(stats.checkout_waits), stats.checkout_wait_seconds
             )
         yield from [size, max_overflow, checked_out, overflow, waiting, *counters.values(), wait]
+        yield from self._requests()
+
+    def _requests(self) -> Iterator[Metric]:
+        admission: Admission | None = getattr(self.state, "admission", None)
+        if admission is None:
+            return
+        yield GaugeMetricFamily(
+            "http_requests_in_flight",
+            "Requests in progress right now (health and metrics routes aside).",
+            value=admission.in_flight,
+        )
+        yield GaugeMetricFamily(
+            "http_requests_in_flight_limit",
+            "Requests that may be in progress at once (MAX_REQUESTS_IN_FLIGHT).",
+            value=admission.limit,
+        )
+        yield CounterMetricFamily(
+            "http_requests_refused",
+            "Requests answered 503 at once because the limit was reached.",
+            value=admission.refused,
+        )
 
     def _databases(self) -> Iterator[tuple[str, Database]]:
         # Before the lifespan has run, and after it ended, there is nothing to read.

@@ -97,6 +97,8 @@ def test_an_explicit_variable_overrides_only_its_value(
         ("PORT", "70000", "less than or equal to 65535"),
         ("DATABASE_POOL_MAX_WAITING", "-1", "greater than or equal to 0"),
         ("GRACEFUL_SHUTDOWN_TIMEOUT", "0", "greater than 0"),
+        ("MAX_REQUESTS_IN_FLIGHT", "0", "greater than 0"),
+        ("MAX_REQUESTS_IN_FLIGHT", "many", "valid integer"),
         ("LOG_FORMAT", "xml", "Input should be 'json' or 'console'"),
         ("LOG_LEVEL", "loud", "Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
     ],

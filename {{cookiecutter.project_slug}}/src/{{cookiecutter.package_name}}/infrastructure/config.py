@@ -249,6 +249,7 @@ class Settings(BaseSettings):
     # Longer than the prod profile's statement timeout, so that a request in
     # flight at SIGTERM finishes or is cancelled by PostgreSQL first.
     graceful_shutdown_timeout: int = Field(default=20, gt=0)
+    max_requests_in_flight: int | None = Field(default=None, gt=0)
     health_pool_token: SecretStr | None = None
     log_format: LogFormat | None = None
     log_level: LogLevel | None = None
@@ -329,6 +330,18 @@ class Settings(BaseSettings):
             return self.database_pool_max_waiting
         pool = self.pool
         return WAITING_PER_CONNECTION * (pool.pool_size + pool.max_overflow)
+
+    @property
+    def request_limit(self) -> int:
+        """How many requests may be in progress at once; more are answered 503 at once."""
+        if self.max_requests_in_flight is not None:
+            return self.max_requests_in_flight
+        # What the pools can serve and queue: a request beyond that would find
+        # a full queue at its pool anyway (see _request_connection).
+        return sum(
+            view.pool.pool_size + view.pool.max_overflow + view.pool_max_waiting
+            for view in (self, *self.extra_databases())
+        )
 
     @property
     def budget_check(self) -> BudgetCheck:

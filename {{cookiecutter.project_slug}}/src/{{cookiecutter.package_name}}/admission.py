@@ -1,0 +1,89 @@
+"""Turn requests away at the door once the service holds as many as its pools can serve."""
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Annotated, Final
+
+from fastapi import Depends, Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from {{ cookiecutter.package_name }}.errors import AT_CAPACITY, REPORT_INTERVAL_SECONDS, unavailable
+
+logger = logging.getLogger(__name__)
+
+# Never turned away, nor counted: an orchestrator that cannot reach the
+# probes of a busy process restarts it, and an operator wants the figures most
+# when the service is at capacity.
+{%- if cookiecutter.use_prometheus %}
+EXEMPT_PATHS: Final = ("/health/", "/metrics")
+{%- else %}
+EXEMPT_PATHS: Final = ("/health/",)
+{%- endif %}
+
+
+@dataclass(slots=True)
+class Admission:
+    """How many requests may be in progress at once, how many are, and how many were refused."""
+
+    limit: int
+    in_flight: int = 0
+    refused: int = 0
+    refused_unreported: int = 0
+    last_report: float | None = None
+
+    def record_refusal(self) -> None:
+        """Count one refused request, and log the burst it belongs to at most every so often."""
+        self.refused += 1
+        self.refused_unreported += 1
+        now = time.monotonic()
+        if self.last_report is None or now - self.last_report >= REPORT_INTERVAL_SECONDS:
+            logger.warning(
+                "At capacity: %d request(s) answered 503 since the last report "
+                "(%d in progress, limit %d)",
+                self.refused_unreported,
+                self.in_flight,
+                self.limit,
+            )
+            self.last_report, self.refused_unreported = now, 0
+
+
+async def get_admission(request: Request) -> Admission:
+    """Return the running application's request limit and counters."""
+    admission: Admission = request.app.state.admission
+    return admission
+
+
+AdmissionDep = Annotated[Admission, Depends(get_admission)]
+
+
+class AdmissionMiddleware:
+    """Answer 503 at once to a request that arrives while `admission.limit` are in progress.
+
+    Such a request could only be refused later by the pool's own guard (see
+    _request_connection), after routing, validation and a session had been
+    paid for: about 600 µs of CPU, against 170 µs here (measured at 1,000
+    concurrent connections on a 5+0 pool). On one event loop that difference
+    decides whether the requests already admitted finish within pool_timeout,
+    since every loop turn also serves every request being refused.
+    """
+
+    def __init__(self, app: ASGIApp, admission: Admission) -> None:
+        self.app = app
+        self.admission = admission
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on if there is room, else answer it with a 503."""
+        if scope["type"] != "http" or scope["path"].startswith(EXEMPT_PATHS):
+            await self.app(scope, receive, send)
+            return
+        admission = self.admission
+        if admission.in_flight >= admission.limit:
+            admission.record_refusal()
+            await unavailable(AT_CAPACITY)(scope, receive, send)
+            return
+        admission.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            admission.in_flight -= 1
