@@ -269,6 +269,9 @@ def measure(
 ) -> Measurement:
     with server(variant, project, dsn) as (port, pid, startup):
         run_load(port, method, connections, min(2.0, seconds))  # warm-up: pools, caches
+        # A server finishes the requests in flight when wrk hangs up; left to
+        # overlap the next run they would add to its concurrency and CPU time.
+        time.sleep(1.0)
         with ConnectionSampler(ADMIN_DSN, database, variant.application_name) as sampler:
             cpu_before = cpu_seconds(pid)
             load = run_load(port, method, connections, seconds)

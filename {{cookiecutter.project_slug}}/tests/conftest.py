@@ -9,7 +9,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -224,7 +224,23 @@ async def connection(app: FastAPI) -> AsyncIterator[AsyncConnection]:
         joined = async_sessionmaker(
             bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
         )
-        app.state.database = replace(database, sessionmaker=joined, read_sessionmaker=joined)
+
+        @asynccontextmanager
+        async def savepoint() -> AsyncIterator[AsyncConnection]:
+            async with connection.begin_nested():
+                yield connection
+
+        @asynccontextmanager
+        async def shared() -> AsyncIterator[AsyncConnection]:
+            yield connection
+
+        app.state.database = replace(
+            database,
+            sessionmaker=joined,
+            read_sessionmaker=joined,
+            begin=savepoint,
+            connect=shared,
+        )
         try:
             yield connection
         finally:

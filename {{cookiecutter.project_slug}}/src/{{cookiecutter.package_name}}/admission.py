@@ -61,7 +61,7 @@ class AdmissionMiddleware:
     """Answer 503 at once to a request that arrives while `admission.limit` are in progress.
 
     Such a request could only be refused later by the pool's own guard (see
-    _request_connection), after routing, validation and a session had been
+    _PoolPlace in database.py), after routing, validation and a session had been
     paid for: about 600 µs of CPU per request, against 120 µs here (measured
     with 1,000 concurrent connections on a 5+0 pool). On one event loop that
     decides whether the requests already admitted finish within pool_timeout,

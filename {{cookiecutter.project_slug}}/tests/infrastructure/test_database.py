@@ -1,16 +1,20 @@
-"""The session dependency and session_scope own the transaction: commit, roll back, always close."""
+"""The session and connection dependencies and session_scope own the transaction.
+
+They commit, roll back, and always give the connection back.
+"""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from fastapi import FastAPI, HTTPException, status
 from httpx import AsyncClient
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
 from {{ cookiecutter.package_name }}.infrastructure.database import (
+    ConnectionDep,
     Database,
     SessionDep,
     session_scope,
@@ -32,31 +36,59 @@ async def committed_item_count(database_url: str) -> int:
         await engine.dispose()
 
 
+Write = Callable[[AsyncConnection], Awaitable[dict[str, str]]]
+
+
+async def write_then_refuse(connection: AsyncConnection) -> dict[str, str]:
+    await service.create_item(connection=connection, data=NEW_ITEM)
+    raise HTTPException(status.HTTP_409_CONFLICT, detail="refused after writing")
+
+
+async def write_then_crash(connection: AsyncConnection) -> dict[str, str]:
+    await service.create_item(connection=connection, data=NEW_ITEM)
+    raise RuntimeError("handler bug after writing")
+
+
+async def write_then_fail_at_commit(connection: AsyncConnection) -> dict[str, str]:
+    await service.create_item(connection=connection, data=NEW_ITEM)
+    # A deferred constraint is only checked at COMMIT, so the handler
+    # returns normally and the commit itself fails.
+    await connection.execute(
+        text("CREATE TEMP TABLE pair (n int UNIQUE DEFERRABLE INITIALLY DEFERRED)")
+    )
+    await connection.execute(text("INSERT INTO pair VALUES (1), (1)"))
+    return {"status": "looks fine until commit"}
+
+
+def through_session(write: Write) -> Callable[[AsyncSession], Awaitable[dict[str, str]]]:
+    """A handler that runs `write` in the transaction of a SessionDep."""
+
+    async def handler(session: SessionDep) -> dict[str, str]:
+        return await write(await session.connection())
+
+    return handler
+
+
+def through_connection(write: Write) -> Callable[[AsyncConnection], Awaitable[dict[str, str]]]:
+    """A handler that runs `write` in the transaction of a ConnectionDep."""
+
+    async def handler(connection: ConnectionDep) -> dict[str, str]:
+        return await write(connection)
+
+    return handler
+
+
 @pytest.fixture
 def failing_routes(app: FastAPI) -> FastAPI:
-    """Add routes that write an item and then fail in different ways."""
-
-    async def write_then_refuse(session: SessionDep) -> None:
-        await service.create_item(session=session, data=NEW_ITEM)
-        raise HTTPException(status.HTTP_409_CONFLICT, detail="refused after writing")
-
-    async def write_then_crash(session: SessionDep) -> None:
-        await service.create_item(session=session, data=NEW_ITEM)
-        raise RuntimeError("handler bug after writing")
-
-    async def write_then_fail_at_commit(session: SessionDep) -> dict[str, str]:
-        await service.create_item(session=session, data=NEW_ITEM)
-        # A deferred constraint is only checked at COMMIT, so the handler
-        # returns normally and the commit itself fails.
-        await session.execute(
-            text("CREATE TEMP TABLE pair (n int UNIQUE DEFERRABLE INITIALLY DEFERRED)")
-        )
-        await session.execute(text("INSERT INTO pair VALUES (1), (1)"))
-        return {"status": "looks fine until commit"}
-
-    app.add_api_route("/test/refuse", write_then_refuse, methods=["POST"])
-    app.add_api_route("/test/crash", write_then_crash, methods=["POST"])
-    app.add_api_route("/test/fail-at-commit", write_then_fail_at_commit, methods=["POST"])
+    """Routes that write an item and then fail in different ways, under both dependencies."""
+    writes = {
+        "refuse": write_then_refuse,
+        "crash": write_then_crash,
+        "fail-at-commit": write_then_fail_at_commit,
+    }
+    for name, write in writes.items():
+        app.add_api_route(f"/test/session/{name}", through_session(write), methods=["POST"])
+        app.add_api_route(f"/test/connection/{name}", through_connection(write), methods=["POST"])
     return app
 
 
@@ -69,18 +101,23 @@ async def test_a_successful_write_is_committed(
 
 
 @pytest.mark.usefixtures("failing_routes")
+@pytest.mark.parametrize("dependency", ["session", "connection"])
 @pytest.mark.parametrize(
-    ("path", "expected_status"),
+    ("failure", "expected_status"),
     [
-        ("/test/refuse", status.HTTP_409_CONFLICT),
-        ("/test/crash", status.HTTP_500_INTERNAL_SERVER_ERROR),
-        ("/test/fail-at-commit", status.HTTP_500_INTERNAL_SERVER_ERROR),
+        ("refuse", status.HTTP_409_CONFLICT),
+        ("crash", status.HTTP_500_INTERNAL_SERVER_ERROR),
+        ("fail-at-commit", status.HTTP_500_INTERNAL_SERVER_ERROR),
     ],
 )
 async def test_a_failing_request_leaves_nothing_behind(
-    committing_client: AsyncClient, database_url: str, path: str, expected_status: int
+    committing_client: AsyncClient,
+    database_url: str,
+    dependency: str,
+    failure: str,
+    expected_status: int,
 ) -> None:
-    response = await committing_client.post(path)
+    response = await committing_client.post(f"/test/{dependency}/{failure}")
     assert response.status_code == expected_status
     assert await committed_item_count(database_url) == 0
 
@@ -100,9 +137,9 @@ async def test_hundreds_of_mixed_requests_return_every_connection(
             case 2:
                 response = await committing_client.post("/items", json={"name": "", "price": -1})
             case 3:
-                response = await committing_client.post("/test/crash")
+                response = await committing_client.post("/test/session/crash")
             case _:
-                response = await committing_client.post("/test/refuse")
+                response = await committing_client.post("/test/connection/refuse")
         return response.status_code
 
     # Batches of 50 stay within the dev pool's queue (15 connections + 60
@@ -139,7 +176,7 @@ async def database(app: FastAPI) -> AsyncIterator[Database]:
 
 async def test_session_scope_commits_on_success(database: Database, database_url: str) -> None:
     async with session_scope(database) as session:
-        await service.create_item(session=session, data=NEW_ITEM)
+        await service.create_item(connection=await session.connection(), data=NEW_ITEM)
     assert await committed_item_count(database_url) == 1
     assert checked_out(database) == 0
 
@@ -147,7 +184,7 @@ async def test_session_scope_commits_on_success(database: Database, database_url
 async def test_session_scope_rolls_back_on_error(database: Database, database_url: str) -> None:
     async def consume() -> None:
         async with session_scope(database) as session:
-            await service.create_item(session=session, data=NEW_ITEM)
+            await service.create_item(connection=await session.connection(), data=NEW_ITEM)
             raise ValueError("consumer failed")
 
     with pytest.raises(ValueError, match="consumer failed"):

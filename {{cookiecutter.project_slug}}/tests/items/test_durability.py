@@ -56,8 +56,9 @@ def durability_routes(app: FastAPI) -> FastAPI:
     """Routes that write two items in one transaction, or one whose commit fails."""
 
     async def write_pair(session: SessionDep, name: str, fail: str = "") -> dict[str, str]:
+        connection = await session.connection()
         for half in ("a", "b"):
-            await service.create_item(session=session, data=new_item(f"{name}/{half}"))
+            await service.create_item(connection=connection, data=new_item(f"{name}/{half}"))
         if fail == "refuse":
             raise HTTPException(status.HTTP_409_CONFLICT, detail="refused after writing")
         if fail == "crash":
@@ -65,7 +66,7 @@ def durability_routes(app: FastAPI) -> FastAPI:
         return {"status": "written"}
 
     async def fail_at_commit(session: SessionDep, name: str) -> dict[str, str]:
-        await service.create_item(session=session, data=new_item(name))
+        await service.create_item(connection=await session.connection(), data=new_item(name))
         # A deferred constraint is only checked at COMMIT: the handler returns
         # normally and the commit itself fails.
         await session.execute(

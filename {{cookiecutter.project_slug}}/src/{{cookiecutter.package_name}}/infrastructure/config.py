@@ -337,7 +337,7 @@ class Settings(BaseSettings):
         if self.max_requests_in_flight is not None:
             return self.max_requests_in_flight
         # What the pools can serve and queue: a request beyond that would find
-        # a full queue at its pool anyway (see _request_connection).
+        # a full queue at its pool anyway (see _PoolPlace in database.py).
         return sum(
             view.pool.pool_size + view.pool.max_overflow + view.pool_max_waiting
             for view in (self, *self.extra_databases())

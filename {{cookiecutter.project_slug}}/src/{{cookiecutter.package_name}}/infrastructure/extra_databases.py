@@ -1,24 +1,27 @@
-"""Extra named databases (a read replica, an analytics database): engines and sessions.
+"""Extra named databases (a read replica, an analytics database): engines, sessions, connections.
 
 Each one configured as DATABASES__<NAME>__URL gets its own engine and pool,
 built by the same `init_db` as the primary's, in the lifespan, and disposed
-with it. Routes reach one through a dependency from `database_session`.
+with it. Routes reach one through a dependency from `database_session` or
+`database_connection`.
 """
 
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Annotated, Final
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings
 from {{ cookiecutter.package_name }}.infrastructure.database import (
     Database,
     DatabaseUnavailableError,
     close_db,
+    get_connection,
     get_db,
+    get_read_connection,
     get_read_db,
     init_db,
     wait_for_database,
@@ -27,10 +30,12 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
 # The extra database the items example reads its listings from.
 REPLICA: Final = "replica"
 
-# The primary's own session dependencies, reused as context managers so that
-# an extra database's sessions commit, roll back and shed load exactly alike.
+# The primary's own dependencies, reused as context managers so that an extra
+# database's sessions and connections commit, roll back and shed load alike.
 _transactional_session = asynccontextmanager(get_db)
 _read_session = asynccontextmanager(get_read_db)
+_transactional_connection = asynccontextmanager(get_connection)
+_read_connection = asynccontextmanager(get_read_connection)
 
 
 class DatabaseNotConfiguredError(Exception):
@@ -84,8 +89,29 @@ def database_session(
     names the missing variable.
     """
     open_session = _read_session if read_only else _transactional_session
+    return _on_database(name, open_session, fallback_to_primary=fallback_to_primary)
 
-    async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+
+def database_connection(
+    name: str, *, read_only: bool = False, fallback_to_primary: bool = False
+) -> Callable[[Request], AsyncIterator[AsyncConnection]]:
+    """Return a dependency giving a connection on the extra database `name`.
+
+    Like ConnectionDep (or ReadConnectionDep with `read_only`) but on that
+    database; `fallback_to_primary` as for database_session.
+    """
+    open_connection = _read_connection if read_only else _transactional_connection
+    return _on_database(name, open_connection, fallback_to_primary=fallback_to_primary)
+
+
+def _on_database(
+    name: str,
+    open_on: Callable[[Database], AbstractAsyncContextManager[Any]],
+    *,
+    fallback_to_primary: bool,
+) -> Callable[[Request], AsyncIterator[Any]]:
+    # A session or a connection: the callers above say which.
+    async def dependency(request: Request) -> AsyncIterator[Any]:
         databases = await get_extra_databases(request)
         database = databases.get(name)
         if database is None:
@@ -97,9 +123,9 @@ def database_session(
             database = request.app.state.database
         connected = False
         try:
-            async with open_session(database) as session:
+            async with open_on(database) as opened:
                 connected = True
-                yield session
+                yield opened
         except PoolTimeoutError:
             # This pool, not the primary's, ran dry: errors.py counts and
             # reports the timeout against it. Later errors may come from any
@@ -108,7 +134,7 @@ def database_session(
                 request.state.exhausted_database = database
             raise
 
-    return get_session
+    return dependency
 
 
 # The replica, for routes that only read and can live with its lag; without
@@ -117,4 +143,10 @@ def database_session(
 ReplicaSessionDep = Annotated[
     AsyncSession,
     Depends(database_session(REPLICA, read_only=True, fallback_to_primary=True), scope="function"),
+]
+ReplicaConnectionDep = Annotated[
+    AsyncConnection,
+    Depends(
+        database_connection(REPLICA, read_only=True, fallback_to_primary=True), scope="function"
+    ),
 ]

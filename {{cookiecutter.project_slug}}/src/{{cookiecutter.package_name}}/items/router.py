@@ -10,10 +10,11 @@ from {{ cookiecutter.package_name }}.errors import (
     ErrorMessage,
 )
 from {{ cookiecutter.package_name }}.infrastructure.database import (
-    ReadSessionDep,
+    ConnectionDep,
+    ReadConnectionDep,
     SessionDep,
 )
-from {{ cookiecutter.package_name }}.infrastructure.extra_databases import ReplicaSessionDep
+from {{ cookiecutter.package_name }}.infrastructure.extra_databases import ReplicaConnectionDep
 from {{ cookiecutter.package_name }}.items import service
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.items.schemas import ItemCreate, ItemPublic, ItemUpdate
@@ -58,9 +59,9 @@ ItemDep = Annotated[Item, Depends(valid_item_id)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_item(data: ItemCreate, session: SessionDep) -> ItemPublic:
+async def create_item(data: ItemCreate, connection: ConnectionDep) -> ItemPublic:
     """Create an item."""
-    item = await service.create_item(session=session, data=data)
+    item = await service.create_item(connection=connection, data=data)
     return ItemPublic.model_validate(item)
 
 
@@ -68,19 +69,19 @@ async def create_item(data: ItemCreate, session: SessionDep) -> ItemPublic:
 async def list_items(
     # A listing may lag the primary by the replica's delay; reading one item
     # back, just written, stays on the primary (get_item).
-    session: ReplicaSessionDep,
+    connection: ReplicaConnectionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> list[ItemPublic]:
     """List items, oldest first."""
-    items = await service.list_items(session=session, limit=limit, offset=offset)
+    items = await service.list_items(connection=connection, limit=limit, offset=offset)
     return [ItemPublic.model_validate(item) for item in items]
 
 
 @router.get("/{item_id}", responses=NOT_FOUND)
-async def get_item(item_id: ItemId, session: ReadSessionDep) -> ItemPublic:
+async def get_item(item_id: ItemId, connection: ReadConnectionDep) -> ItemPublic:
     """Return one item."""
-    item = await service.find_item(session=session, item_id=item_id)
+    item = await service.find_item(connection=connection, item_id=item_id)
     if item is None:
         raise not_found(item_id)
     return ItemPublic.model_validate(item)
