@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from fastapi import FastAPI, HTTPException, status
 from httpx import AsyncClient
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
@@ -19,11 +19,15 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
     SessionDep,
     session_scope,
 )
-from {{ cookiecutter.package_name }}.items import service
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.items.schemas import ItemCreate
 
 NEW_ITEM = ItemCreate.model_validate({"name": "Teapot", "price": "12.00"})
+
+
+async def write_item(connection: AsyncConnection) -> None:
+    """Insert NEW_ITEM; here rather than through the items example, which is yours to change."""
+    await connection.execute(insert(Item).values(**NEW_ITEM.model_dump()))
 
 
 async def committed_item_count(database_url: str) -> int:
@@ -40,17 +44,17 @@ Write = Callable[[AsyncConnection], Awaitable[dict[str, str]]]
 
 
 async def write_then_refuse(connection: AsyncConnection) -> dict[str, str]:
-    await service.create_item(connection=connection, data=NEW_ITEM)
+    await write_item(connection)
     raise HTTPException(status.HTTP_409_CONFLICT, detail="refused after writing")
 
 
 async def write_then_crash(connection: AsyncConnection) -> dict[str, str]:
-    await service.create_item(connection=connection, data=NEW_ITEM)
+    await write_item(connection)
     raise RuntimeError("handler bug after writing")
 
 
 async def write_then_fail_at_commit(connection: AsyncConnection) -> dict[str, str]:
-    await service.create_item(connection=connection, data=NEW_ITEM)
+    await write_item(connection)
     # A deferred constraint is only checked at COMMIT, so the handler
     # returns normally and the commit itself fails.
     await connection.execute(
@@ -176,7 +180,7 @@ async def database(app: FastAPI) -> AsyncIterator[Database]:
 
 async def test_session_scope_commits_on_success(database: Database, database_url: str) -> None:
     async with session_scope(database) as session:
-        await service.create_item(connection=await session.connection(), data=NEW_ITEM)
+        await write_item(await session.connection())
     assert await committed_item_count(database_url) == 1
     assert checked_out(database) == 0
 
@@ -184,7 +188,7 @@ async def test_session_scope_commits_on_success(database: Database, database_url
 async def test_session_scope_rolls_back_on_error(database: Database, database_url: str) -> None:
     async def consume() -> None:
         async with session_scope(database) as session:
-            await service.create_item(connection=await session.connection(), data=NEW_ITEM)
+            await write_item(await session.connection())
             raise ValueError("consumer failed")
 
     with pytest.raises(ValueError, match="consumer failed"):
