@@ -97,7 +97,7 @@ def test_help_lists_the_commands_and_the_exit_codes(capsys: pytest.CaptureFixtur
     assert exit_.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "{upgrade,downgrade,check,status,wait}" in text
-    assert "Exit codes: 0 done; 1 the database is unreachable" in text
+    assert "Exit codes: 0 done; 1 a database is unreachable" in text
 
 
 def test_upgrade_and_downgrade_round_trip(
@@ -331,3 +331,51 @@ def test_alembic_config_is_the_file_it_names(
     assert len(err) == 1, err
     assert err[0].startswith(f"error: {elsewhere}: ")
     assert str(tmp_path / "migrations") in err[0]
+
+
+def test_status_shows_each_extra_database(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    at_head: str,
+    replica_database_url: str,
+    application_name: str,
+) -> None:
+    monkeypatch.setenv("DATABASES__REPLICA__URL", replica_database_url)
+    monkeypatch.setenv("DATABASE_APPLICATION_NAME", application_name)
+    (server_version,) = asyncio.run(query(replica_database_url, "SHOW server_version"))
+    code, out, err = db(capsys, "status")
+    assert (code, err) == (0, [])
+    fields = dict(line.split(maxsplit=1) for line in out)
+    assert list(fields)[-2:] == ["revision", "DATABASES__REPLICA"]
+    assert fields["DATABASES__REPLICA"] == (
+        f"{shown(replica_database_url)}: PostgreSQL {server_version}; "
+        f"pool_size 5, max_overflow 10; 0 named {application_name!r}"
+    )
+
+
+def test_status_and_wait_name_the_extra_database_that_does_not_answer(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    at_head: str,
+    unused_tcp_port: int,
+) -> None:
+    url = f"postgresql+asyncpg://svc:{PASSWORD}@127.0.0.1:{unused_tcp_port}/replica"
+    monkeypatch.setenv("DATABASES__REPLICA__URL", url)
+    monkeypatch.setenv("DATABASE_CONNECT_TIMEOUT", "2")
+    masked = url.replace(PASSWORD, "***")
+
+    code, out, err = db(capsys, "status")
+    assert (code, err) == (1, [])
+    fields = dict(line.split(maxsplit=1) for line in out)
+    # The primary's figures are all there, then the replica's failure in one line.
+    assert fields["revision"] == f"{head()} (head)"
+    assert fields["DATABASES__REPLICA"].startswith(
+        f"unavailable: cannot use the database at {masked}: "
+    )
+
+    code, out, err = db(capsys, "wait", "--retries", "0")
+    assert (code, out) == (1, [])
+    assert err[-1].startswith(
+        f"error: DATABASES__REPLICA__URL: cannot use the database at {masked}: "
+    )
+    assert all(PASSWORD not in line for line in [*out, *err])

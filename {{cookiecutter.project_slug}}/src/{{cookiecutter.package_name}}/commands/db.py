@@ -1,9 +1,11 @@
-"""The `db` commands: migrate, look for drift, report on the database, wait for it.
+"""The `db` commands: migrate, look for drift, report on the databases, wait for them.
 
-They act on the PostgreSQL database that DATABASE_URL names, with the service's
-own settings. Exit codes: 0 done; 1 the database is unreachable, a migration
-failed, or `check` found drift; 2 the settings, the arguments or the Alembic
-configuration are wrong. Every failure is one line on stderr, never a traceback.
+Migrations act on the PostgreSQL database that DATABASE_URL names, with the
+service's own settings; `status` and `wait` cover the extra databases
+(DATABASES__<NAME>__URL) too. Exit codes: 0 done; 1 a database is unreachable,
+a migration failed, or `check` found drift; 2 the settings, the arguments or
+the Alembic configuration are wrong. Every failure is one line on stderr,
+never a traceback.
 """
 
 import argparse
@@ -36,8 +38,8 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
     failure_reason,
     peak_connections,
     read_connection_limit,
-    wait_for_database,
 )
+from {{ cookiecutter.package_name }}.infrastructure.extra_databases import wait_for_databases
 from {{ cookiecutter.package_name }}.infrastructure.migrations import (
     MigrationConfigError,
     alembic_config,
@@ -49,6 +51,9 @@ from {{ cookiecutter.package_name }}.logs import configure_logging
 COMMAND: Final = "{{ cookiecutter.project_slug }}"
 
 Handler = Callable[[argparse.Namespace, Settings], int]
+
+# How `status` begins the line of an extra database that did not answer.
+UNAVAILABLE: Final = "unavailable"
 
 
 class DriftError(Exception):
@@ -72,10 +77,12 @@ def add_db_commands(parser: argparse.ArgumentParser) -> None:
     )
     check.set_defaults(handler=check_database)
     status = commands.add_parser(
-        "status", help="show the server, the pool settings, the connection budget and use"
+        "status",
+        help="show the server, the pool settings, the connection budget and use, "
+        "and each extra database",
     )
     status.set_defaults(handler=show_status)
-    wait = commands.add_parser("wait", help="wait until the database answers, a bounded time")
+    wait = commands.add_parser("wait", help="wait until every database answers, a bounded time")
     wait.add_argument(
         "--retries",
         dest="database_connect_retries",
@@ -197,12 +204,12 @@ def _describe_difference(diff: Any) -> str:
 
 
 def wait_for_answer(_args: argparse.Namespace, settings: Settings) -> int:
-    """Try the database the configured number of times; succeed once it answers."""
-    # Only whether it answers: the pool budget is for `serve` and `status` to judge.
+    """Try each database the configured number of times; succeed once all have answered."""
+    # Only whether they answer: the pool budget is for `serve` and `status` to judge.
     quiet = settings.model_copy(
         update={"database_echo": False, "database_budget_check": BudgetCheck.OFF}
     )
-    asyncio.run(wait_for_database(quiet))
+    asyncio.run(wait_for_databases(quiet))
     return 0
 
 
@@ -226,8 +233,46 @@ def show_status(_args: argparse.Namespace, settings: Settings) -> int:
         # The rest of the report is still worth having.
         heads = str(error)
     status = asyncio.run(_read_status(settings))
-    print("\n".join(_status_lines(settings, status, heads)))
-    return 0
+    extras = {view.url_variable: _extra_line(view) for view in settings.extra_databases()}
+    lines = _status_lines(settings, status, heads, extras)
+    print("\n".join(lines))
+    # Printed in full first: the primary's figures are still worth having.
+    unavailable = [line for line in extras.values() if line.startswith(UNAVAILABLE)]
+    return 1 if unavailable else 0
+
+
+def _extra_line(view: Settings) -> str:
+    pool = view.pool
+    try:
+        server, connections = asyncio.run(_read_extra(view))
+    except DatabaseUnavailableError as error:
+        return f"{UNAVAILABLE}: {error}"
+    states = ", ".join(f"{count} {state}" for state, count in connections.items())
+    return (
+        f"{view.safe_url}: PostgreSQL {server}; pool_size {pool.pool_size}, max_overflow "
+        f"{pool.max_overflow}; {sum(connections.values())} named "
+        f"{view.database_application_name!r}{': ' + states if states else ''}"
+    )
+
+
+async def _read_extra(view: Settings) -> tuple[str, dict[str, int]]:
+    async with _connect(view) as connection:
+        version = await connection.scalar(text("SHOW server_version"))
+        connections = await _service_connections(connection, view)
+    return str(version), connections
+
+
+async def _service_connections(connection: AsyncConnection, settings: Settings) -> dict[str, int]:
+    # Without this command's own connection, which has the service's name too.
+    rows = await connection.execute(
+        text(
+            "SELECT coalesce(state, 'hidden'), count(*) FROM pg_stat_activity "
+            "WHERE application_name = :name AND pid <> pg_backend_pid() "
+            "GROUP BY 1 ORDER BY 2 DESC, 1"
+        ),
+        {"name": settings.database_application_name},
+    )
+    return {str(state): int(count) for state, count in rows}
 
 
 async def _read_status(settings: Settings) -> Status:
@@ -237,16 +282,7 @@ async def _read_status(settings: Settings) -> Status:
         server_connections = await connection.scalar(
             text("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
         )
-        # Without this command's own connection, which has the service's name too.
-        rows = await connection.execute(
-            text(
-                "SELECT coalesce(state, 'hidden'), count(*) FROM pg_stat_activity "
-                "WHERE application_name = :name AND pid <> pg_backend_pid() "
-                "GROUP BY 1 ORDER BY 2 DESC, 1"
-            ),
-            {"name": settings.database_application_name},
-        )
-        service_connections = {str(state): int(count) for state, count in rows}
+        service_connections = await _service_connections(connection, settings)
         revisions = await current_revisions(connection)
     return Status(
         server_version=str(version),
@@ -257,7 +293,9 @@ async def _read_status(settings: Settings) -> Status:
     )
 
 
-def _status_lines(settings: Settings, status: Status, heads: Sequence[str] | str) -> list[str]:
+def _status_lines(
+    settings: Settings, status: Status, heads: Sequence[str] | str, extras: dict[str, str]
+) -> list[str]:
     pool = settings.pool
     limit = status.limit
     needed = peak_connections(settings)
@@ -300,6 +338,8 @@ def _status_lines(settings: Settings, status: Status, heads: Sequence[str] | str
             f"max_connections {limit.max_connections} ({limit.reserved} reserved)"
         ),
         "revision": revision,
+        # Each extra database under the variable that names it, without "__URL".
+        **{variable.removesuffix("__URL"): line for variable, line in extras.items()},
     }
     width = max(len(name) for name in fields) + 2
     return [f"{name:<{width}}{value}" for name, value in fields.items()]
