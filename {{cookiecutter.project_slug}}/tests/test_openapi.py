@@ -1,5 +1,6 @@
 """The OpenAPI page documents every route: what it does, and an example of every body."""
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -97,3 +98,30 @@ async def test_the_docs_page_is_served() -> None:
     assert "swagger-ui" in page.text
     assert document.status_code == 200
     assert document.json()["info"]["title"] == "{{ cookiecutter.project_name }}"
+
+
+def test_every_operation_documents_the_request_id_header(openapi: dict[str, Any]) -> None:
+    for name, operation in operations(openapi):
+        parameters = [p for p in operation.get("parameters", []) if p["in"] == "header"]
+        assert [p["name"] for p in parameters].count("X-Request-ID") == 1, name
+        for code, response in operation["responses"].items():
+            assert "X-Request-ID" in response.get("headers", {}), f"{name} {code}"
+
+
+async def test_the_documented_pattern_is_the_one_the_service_keeps() -> None:
+    app = create_app(load_settings(_env_file=None))
+    schema = app.openapi()
+    (parameter,) = [
+        p
+        for p in schema["paths"]["/health/live"]["get"]["parameters"]
+        if p["name"] == "X-Request-ID"
+    ]
+    pattern = re.compile(parameter["schema"]["pattern"])
+    transport = ASGITransport(app=app)
+    async with AsyncClient(transport=transport, base_url="http://test") as client:
+        for sent in ["trace-42", "a b", "x" * 129]:
+            answer = await client.get("/health/live", headers={"X-Request-ID": sent})
+            kept = answer.headers["X-Request-ID"] == sent
+            assert kept == bool(pattern.fullmatch(sent)), sent
+    # Built once: a second call gives the same document, the header not added twice.
+    assert app.openapi() is schema

@@ -5,7 +5,7 @@ import logging
 import re
 import secrets
 import time
-from typing import Final
+from typing import Any, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -66,6 +66,33 @@ class RequestLogMiddleware:
             raise
         _log_access(scope, status or unanswered_status(None), started)
         current_request_id.reset(token)
+
+
+def document_request_id(openapi: dict[str, Any]) -> None:
+    """Add X-Request-ID to every operation of an OpenAPI document: sent if wanted, always returned.
+
+    The middleware, not the routes, handles the header, so FastAPI cannot
+    know of it; without this the API's users would have to guess.
+    """
+    parameter = {
+        "name": "X-Request-ID",
+        "in": "header",
+        "required": False,
+        "description": "Your id for this request, kept if it matches the pattern; "
+        "otherwise the service makes one up.",
+        "schema": {"type": "string", "pattern": f"^{VALID_REQUEST_ID.pattern.decode()}$"},
+    }
+    header = {
+        "description": "The id of this request, on every log line written for it.",
+        "schema": {"type": "string"},
+    }
+    for path_item in openapi.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            operation.setdefault("parameters", []).append(parameter)
+            for response in operation["responses"].values():
+                response.setdefault("headers", {})["X-Request-ID"] = header
 
 
 def unanswered_status(error: BaseException | None) -> int:

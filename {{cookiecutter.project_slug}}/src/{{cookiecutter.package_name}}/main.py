@@ -2,12 +2,13 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from {{ cookiecutter.package_name }} import health
-from {{ cookiecutter.package_name }}.access_log import RequestLogMiddleware
+from {{ cookiecutter.package_name }}.access_log import RequestLogMiddleware, document_request_id
 from {{ cookiecutter.package_name }}.admission import Admission, AdmissionMiddleware
 from {{ cookiecutter.package_name }}.errors import register_error_handlers
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
@@ -31,6 +32,15 @@ class Service(FastAPI):
         admission: Admission = self.state.admission
         stack = AdmissionMiddleware(super().build_middleware_stack(), admission)
         return RequestLogMiddleware(stack)
+
+    def openapi(self) -> dict[str, Any]:
+        """Build the OpenAPI document once, with the header RequestLogMiddleware adds."""
+        if self.openapi_schema is None:
+            # FastAPI keeps the document it returns, so the header stays in it.
+            schema = super().openapi()
+            document_request_id(schema)
+            return schema
+        return self.openapi_schema
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
