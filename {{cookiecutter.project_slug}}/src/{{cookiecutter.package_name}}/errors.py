@@ -13,7 +13,11 @@ from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from {{ cookiecutter.package_name }}.infrastructure.config import PRIMARY
-from {{ cookiecutter.package_name }}.infrastructure.database import Database, get_database
+from {{ cookiecutter.package_name }}.infrastructure.database import (
+    Database,
+    PoolExhaustedError,
+    get_database,
+)
 from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
 
 logger = logging.getLogger(__name__)
@@ -93,11 +97,11 @@ def unavailable(detail: str) -> JSONResponse:
     )
 
 
-async def pool_exhausted(request: Request, _: Exception) -> JSONResponse:
+async def pool_exhausted(request: Request, error: Exception) -> JSONResponse:
     """No connection came free within pool_timeout: the service is over capacity."""
-    # A session on an extra database names its pool when that one ran dry.
-    database: Database = getattr(request.state, "exhausted_database", None) or (
-        await get_database(request)
+    # The dependencies name the pool that ran dry, an extra database's maybe.
+    database: Database = (
+        error.database if isinstance(error, PoolExhaustedError) else await get_database(request)
     )
     stats = database.stats
     stats.timeouts += 1

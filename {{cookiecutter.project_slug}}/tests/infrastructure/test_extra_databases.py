@@ -249,10 +249,14 @@ async def test_pool_shows_every_pool(
     assert list(body["databases"]) == ["replica"]
 
 
+# Turned away at once (no queue), or after waiting out the pool timeout in it.
+@pytest.mark.parametrize(
+    "queue", [{"pool_max_waiting": 0}, {"pool_max_waiting": 1, "pool_timeout": 0.2}]
+)
 async def test_an_exhausted_replica_pool_is_counted_and_reported_as_the_replica_s(
-    replica_settings: Settings, caplog: pytest.LogCaptureFixture
+    replica_settings: Settings, caplog: pytest.LogCaptureFixture, queue: dict[str, float]
 ) -> None:
-    one_connection = {"pool_size": 1, "max_overflow": 0, "pool_max_waiting": 0}
+    one_connection = {"pool_size": 1, "max_overflow": 0, **queue}
     replica = replica_settings.databases["replica"].model_copy(update=one_connection)
     app = create_app(replica_settings.model_copy(update={"databases": {"replica": replica}}))
     held, release = asyncio.Event(), asyncio.Event()

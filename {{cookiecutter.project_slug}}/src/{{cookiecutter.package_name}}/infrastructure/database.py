@@ -82,7 +82,16 @@ class DatabaseUnavailableError(Exception):
     """The database did not answer; the message is one line and holds no password."""
 
 
-class PoolSaturatedError(PoolTimeoutError):
+class PoolExhaustedError(PoolTimeoutError):
+    """A request got no connection from `database`'s pool: it timed out, or was turned away."""
+
+    def __init__(self, message: str, database: "Database") -> None:
+        super().__init__(message)
+        # errors.py reports the exhaustion against this pool, not the primary's.
+        self.database = database
+
+
+class PoolSaturatedError(PoolExhaustedError):
     """So many requests already wait for a connection that this one is turned away."""
 
 
@@ -424,48 +433,36 @@ DatabaseDep = Annotated[Database, Depends(get_database)]
 
 async def get_db(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
     """Give the request its own session, committed before the response is sent."""
-    place = _PoolPlace(database)
-    try:
+    with _PoolPlace(database) as place:
         async with session_scope(database) as session:
             await session.connection()
             place.taken()
             yield session
-    finally:
-        place.leave()
 
 
 async def get_read_db(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
     """Give a handler that only reads a session without a transaction around its queries."""
-    place = _PoolPlace(database)
-    try:
+    with _PoolPlace(database) as place:
         async with database.read_sessionmaker() as session:
             await session.connection()
             place.taken()
             yield session
-    finally:
-        place.leave()
 
 
 async def get_connection(database: DatabaseDep) -> AsyncIterator[AsyncConnection]:
     """Give the request a connection in one transaction, committed before the response is sent."""
-    place = _PoolPlace(database)
-    try:
+    with _PoolPlace(database) as place:
         async with database.begin() as connection:
             place.taken()
             yield connection
-    finally:
-        place.leave()
 
 
 async def get_read_connection(database: DatabaseDep) -> AsyncIterator[AsyncConnection]:
     """Give a handler that only reads a connection without a transaction around its queries."""
-    place = _PoolPlace(database)
-    try:
+    with _PoolPlace(database) as place:
         async with database.connect() as connection:
             place.taken()
             yield connection
-    finally:
-        place.leave()
 
 
 class _PoolPlace:
@@ -477,31 +474,42 @@ class _PoolPlace:
     still taking theirs count too: in a burst they all arrive before any has one.
     """
 
-    __slots__ = ("_holding", "_started", "_stats")
+    __slots__ = ("_database", "_holding", "_started")
 
     def __init__(self, database: Database) -> None:
-        stats = database.stats
+        self._database, self._holding = database, False
+
+    def __enter__(self) -> "_PoolPlace":
+        database, stats = self._database, self._database.stats
         if stats.holding + stats.acquiring >= database.capacity + database.max_waiting:
             raise PoolSaturatedError(
-                f"{stats.acquiring} requests already wait for {database.capacity} busy connections"
+                f"{stats.acquiring} requests already wait for {database.capacity} busy connections",
+                database,
             )
         stats.acquiring += 1
-        self._stats, self._started, self._holding = stats, time.perf_counter(), False
+        self._started = time.perf_counter()
+        return self
 
     def taken(self) -> None:
         """The request has its connection."""
-        self._stats.acquiring -= 1
-        self._stats.record_checkout_wait(time.perf_counter() - self._started)
-        self._stats.holding += 1
+        stats = self._database.stats
+        stats.acquiring -= 1
+        stats.record_checkout_wait(time.perf_counter() - self._started)
+        stats.holding += 1
         self._holding = True
 
-    def leave(self) -> None:
-        """The request is done with the pool, whether or not it ever had a connection."""
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: object
+    ) -> None:
+        stats = self._database.stats
         if self._holding:
-            self._stats.holding -= 1
-        else:
-            self._stats.acquiring -= 1
-            self._stats.record_checkout_wait(time.perf_counter() - self._started)
+            stats.holding -= 1
+            return
+        stats.acquiring -= 1
+        stats.record_checkout_wait(time.perf_counter() - self._started)
+        if isinstance(error, PoolTimeoutError) and not isinstance(error, PoolExhaustedError):
+            # Timed out waiting for this pool: say which one ran dry.
+            raise PoolExhaustedError(str(error), self._database) from error
 
 
 # scope="function" runs the commit after the handler returns but before the

@@ -11,7 +11,6 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings
@@ -121,18 +120,8 @@ def _on_database(
                 )
             # Read at request time: tests swap the primary for a transactional one.
             database = request.app.state.database
-        connected = False
-        try:
-            async with open_on(database) as opened:
-                connected = True
-                yield opened
-        except PoolTimeoutError:
-            # This pool, not the primary's, ran dry: errors.py counts and
-            # reports the timeout against it. Later errors may come from any
-            # session of the request, so only one raised while connecting.
-            if not connected:
-                request.state.exhausted_database = database
-            raise
+        async with open_on(database) as opened:
+            yield opened
 
     return dependency
 
