@@ -9,7 +9,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -199,11 +199,29 @@ def proxied_settings(settings: Settings, proxy: TcpProxy) -> Settings:
     return settings.model_copy(update=changed)
 
 
+@asynccontextmanager
+async def in_process_client(
+    app: FastAPI, *, lifespan: bool = False, request_timeout: float = 5.0
+) -> AsyncIterator[AsyncClient]:
+    """A client that calls `app` in this process, without a server or a socket.
+
+    Unhandled errors come back as 500 answers, as a real server sends them, so
+    tests can assert on them. With `lifespan`, the app starts before the client
+    opens and stops after it closes.
+    """
+    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    running: AbstractAsyncContextManager[object] = (
+        app.router.lifespan_context(app) if lifespan else nullcontext()
+    )
+    client = AsyncClient(transport=transport, base_url="http://test", timeout=request_timeout)
+    async with running, client:
+        yield client
+
+
 @pytest.fixture
 async def committing_client(app: FastAPI) -> AsyncIterator[AsyncClient]:
     """A client whose writes are really committed; the items table is emptied afterwards."""
-    transport = ASGITransport(app=app, raise_app_exceptions=False)
-    async with AsyncClient(transport=transport, base_url="http://test") as client:
+    async with in_process_client(app) as client:
         yield client
     database: Database = app.state.database
     async with database.engine.begin() as connection:
@@ -251,8 +269,7 @@ async def connection(app: FastAPI) -> AsyncIterator[AsyncConnection]:
 @pytest.fixture
 async def client(app: FastAPI, connection: AsyncConnection) -> AsyncIterator[AsyncClient]:
     """A client whose requests are rolled back after the test; send them one at a time."""
-    transport = ASGITransport(app=app, raise_app_exceptions=False)
-    async with AsyncClient(transport=transport, base_url="http://test") as client:
+    async with in_process_client(app) as client:
         yield client
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from sqlalchemy import text
 from starlette.types import Message, Receive, Scope, Send
 
@@ -22,6 +22,7 @@ from {{ cookiecutter.package_name }}.infrastructure.config import (
 )
 from {{ cookiecutter.package_name }}.infrastructure.database import SessionDep
 from {{ cookiecutter.package_name }}.main import create_app
+from tests.conftest import in_process_client
 
 GENERATED_ID = re.compile(r"[0-9a-f]{16}")
 ACCESS_LOGGER = "{{ cookiecutter.package_name }}.access_log"
@@ -50,11 +51,7 @@ async def serving(settings: Settings, **routes: Any) -> AsyncIterator[AsyncClien
     """Build the app from `settings` (which configures logging), start it, give a client."""
     app = create_app(settings)
     add_test_routes(app, **routes)
-    transport = ASGITransport(app=app, raise_app_exceptions=False)
-    async with (
-        app.router.lifespan_context(app),
-        AsyncClient(transport=transport, base_url="http://test") as client,
-    ):
+    async with in_process_client(app, lifespan=True) as client:
         yield client
 
 

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 
 import pytest
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient, Response
+from httpx import AsyncClient, Response
 
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings
 from {{ cookiecutter.package_name }}.main import create_app
+from tests.conftest import in_process_client
 from tests.test_errors import AT_CAPACITY
 
 LIMIT = 2
@@ -49,11 +50,7 @@ def limited_app(settings: Settings, holding: Holding) -> FastAPI:
 async def limited_client(settings: Settings, holding: Holding) -> AsyncIterator[AsyncClient]:
     """A client of limited_app."""
     app = limited_app(settings, holding)
-    transport = ASGITransport(app=app, raise_app_exceptions=False)
-    async with (
-        app.router.lifespan_context(app),
-        AsyncClient(transport=transport, base_url="http://test", timeout=30) as client,
-    ):
+    async with in_process_client(app, lifespan=True, request_timeout=30) as client:
         yield client
 
 

@@ -6,12 +6,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from sqlalchemy import text
 
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings
 from {{ cookiecutter.package_name }}.infrastructure.database import SessionDep
 from {{ cookiecutter.package_name }}.main import create_app
+from tests.conftest import in_process_client
 
 AT_CAPACITY = "The service is at capacity; retry shortly."
 TOO_SLOW = "The database took too long to answer; retry shortly."
@@ -51,8 +52,7 @@ async def small_app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def small_client(small_app: FastAPI) -> AsyncIterator[AsyncClient]:
-    transport = ASGITransport(app=small_app, raise_app_exceptions=False)
-    async with AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
+    async with in_process_client(small_app, request_timeout=30) as client:
         yield client
 
 
@@ -105,11 +105,7 @@ async def test_a_query_past_the_statement_timeout_is_a_503_and_frees_its_connect
 ) -> None:
     app = create_app(small_pool(settings, database_statement_timeout_ms=100))
     add_test_routes(app)
-    transport = ASGITransport(app=app, raise_app_exceptions=False)
-    async with (
-        app.router.lifespan_context(app),
-        AsyncClient(transport=transport, base_url="http://test") as client,
-    ):
+    async with in_process_client(app, lifespan=True) as client:
         responses = await asyncio.gather(*(client.get("/test/slow?seconds=5") for _ in range(10)))
         assert {response.status_code for response in responses} == {503}
         assert responses[0].json() == {"detail": TOO_SLOW}

@@ -1,9 +1,10 @@
 """Health routes: liveness without the database, readiness with it, and the pool's figures."""
 
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings
 from {{ cookiecutter.package_name }}.main import create_app
+from tests.conftest import in_process_client
 from tests.proxy import TcpProxy
 
 
@@ -35,11 +36,7 @@ async def test_ready_says_503_while_the_database_is_gone_and_recovers(
     proxied_settings: Settings, proxy: TcpProxy
 ) -> None:
     app = create_app(proxied_settings)
-    transport = ASGITransport(app=app, raise_app_exceptions=False)
-    async with (
-        app.router.lifespan_context(app),
-        AsyncClient(transport=transport, base_url="http://test") as client,
-    ):
+    async with in_process_client(app, lifespan=True) as client:
         assert (await client.get("/health/ready")).status_code == 200
 
         await proxy.cut()

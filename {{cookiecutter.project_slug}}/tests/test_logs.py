@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-from httpx import ASGITransport, AsyncClient
 
 from {{ cookiecutter.package_name }}.infrastructure.config import (
     LogFormat,
@@ -17,6 +16,7 @@ from {{ cookiecutter.package_name }}.infrastructure.config import (
 from {{ cookiecutter.package_name }}.infrastructure.database import Database
 from {{ cookiecutter.package_name }}.logs import configure_logging
 from {{ cookiecutter.package_name }}.main import create_app
+from tests.conftest import in_process_client
 
 # LEVEL:, padded, then the request id if there is one, the logger and the message.
 CONSOLE_LINE = re.compile(r"(DEBUG|INFO|WARNING|ERROR|CRITICAL): +(\[[^\]]+\] )?[\w.]+: .*")
@@ -31,10 +31,7 @@ async def test_dev_writes_readable_console_lines(
 ) -> None:
     assert settings.logs.format is LogFormat.CONSOLE
     app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client,
-    ):
+    async with in_process_client(app, lifespan=True) as client:
         await client.get("/items", headers={"X-Request-ID": "console-1"})
     lines = capsys.readouterr().err.splitlines()
     assert lines, "nothing was logged"
@@ -49,10 +46,7 @@ async def test_sql_echo_and_pool_lines_in_dev_carry_the_request_id(
 ) -> None:
     echoing = settings.model_copy(update={"database_echo": True, "log_level": LogLevel.DEBUG})
     app = create_app(echoing)
-    async with (
-        app.router.lifespan_context(app),
-        AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client,
-    ):
+    async with in_process_client(app, lifespan=True) as client:
         # An empty pool, so that the request opens a connection and the pool logs it.
         database: Database = app.state.database
         await database.engine.dispose()

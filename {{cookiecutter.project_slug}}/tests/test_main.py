@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
 from sqlalchemy.pool import QueuePool
 
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
@@ -16,7 +15,7 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
     DatabaseUnavailableError,
 )
 from {{ cookiecutter.package_name }}.main import create_app
-from tests.conftest import connection_count
+from tests.conftest import connection_count, in_process_client
 
 IMPORT_EVERYTHING = textwrap.dedent(
     """
@@ -65,7 +64,7 @@ async def test_lifespan_owns_a_pool_and_leaves_no_connection(
     async with app.router.lifespan_context(app):
         database: Database = app.state.database
         assert isinstance(database.engine.pool, QueuePool)
-        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
+        async with in_process_client(app) as client:
             assert (await client.get("/items")).status_code == 200
         assert await connection_count(application_name, expected=1) == 1
     assert await connection_count(application_name, expected=0) == 0
@@ -106,10 +105,7 @@ async def test_startup_against_an_unreachable_server_fails_in_one_line(
 
 async def test_dev_profile_without_url_runs_on_a_local_sqlite_file(tmp_path: Path) -> None:
     app: FastAPI = create_app(load_settings(_env_file=None, database_echo=False))
-    async with (
-        app.router.lifespan_context(app),
-        AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client,
-    ):
+    async with in_process_client(app, lifespan=True) as client:
         created = await client.post("/items", json={"name": "Mug", "price": "4.20"})
         assert created.status_code == 201
         assert (await client.get(f"/items/{created.json()['id']}")).json()["name"] == "Mug"

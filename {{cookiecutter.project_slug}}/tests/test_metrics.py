@@ -5,12 +5,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import Database
 from {{ cookiecutter.package_name }}.main import create_app
+from tests.conftest import in_process_client
 from tests.test_admission import LIMIT, Holding, hold_every_place, limited_app
 from tests.test_errors import add_test_routes
 
@@ -45,8 +46,7 @@ async def holding_app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def holding_client(holding_app: FastAPI) -> AsyncIterator[AsyncClient]:
-    transport = ASGITransport(app=holding_app, raise_app_exceptions=False)
-    async with AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
+    async with in_process_client(holding_app, request_timeout=30) as client:
         yield client
 
 
@@ -120,11 +120,7 @@ async def test_checkout_waits_are_counted_per_request(holding_client: AsyncClien
 async def test_requests_in_progress_and_refused_are_shown(settings: Settings) -> None:
     holding = Holding()
     app = limited_app(settings, holding)
-    transport = ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        AsyncClient(transport=transport, base_url="http://test") as client,
-    ):
+    async with in_process_client(app, lifespan=True) as client:
         held = await hold_every_place(client, holding)
         assert (await client.get("/items")).status_code == 503
         # Scrapes are never refused, nor counted among the requests in progress.
@@ -140,11 +136,7 @@ async def test_requests_in_progress_and_refused_are_shown(settings: Settings) ->
 
 async def test_extra_databases_get_their_own_series(replica_settings: Settings) -> None:
     app = create_app(replica_settings)
-    transport = ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        AsyncClient(transport=transport, base_url="http://test") as client,
-    ):
+    async with in_process_client(app, lifespan=True) as client:
         text = await scrape(client)
     for name in ["primary", "replica"]:
         assert sample(text, "db_pool_checked_out", database=name) == 0
@@ -154,10 +146,8 @@ async def test_extra_databases_get_their_own_series(replica_settings: Settings) 
 async def test_two_apps_in_one_process_count_separately(settings: Settings) -> None:
     first, second = create_app(settings), create_app(settings)
     async with (
-        first.router.lifespan_context(first),
-        second.router.lifespan_context(second),
-        AsyncClient(transport=ASGITransport(app=first), base_url="http://test") as one,
-        AsyncClient(transport=ASGITransport(app=second), base_url="http://test") as other,
+        in_process_client(first, lifespan=True) as one,
+        in_process_client(second, lifespan=True) as other,
     ):
         for _ in range(2):
             assert (await one.get("/health/live")).status_code == 200
@@ -184,10 +174,7 @@ async def test_metrics_need_the_pool_token_outside_dev(
     )
     app = create_app(settings)
     headers = {} if sent is None else {"Authorization": f"Bearer {sent}"}
-    async with (
-        app.router.lifespan_context(app),
-        AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client,
-    ):
+    async with in_process_client(app, lifespan=True) as client:
         response = await client.get("/metrics", headers=headers)
     assert response.status_code == expected
     if expected == 200:

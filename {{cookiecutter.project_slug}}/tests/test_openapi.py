@@ -5,10 +5,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from httpx import ASGITransport, AsyncClient
 
 from {{ cookiecutter.package_name }}.infrastructure.config import load_settings
 from {{ cookiecutter.package_name }}.main import create_app
+from tests.conftest import in_process_client
 
 METHODS = {"get", "put", "post", "patch", "delete", "head", "options", "trace"}
 
@@ -90,8 +90,7 @@ def test_every_422_is_documented_as_the_service_answers_it(openapi: dict[str, An
 
 async def test_the_docs_page_is_served() -> None:
     app = create_app(load_settings(_env_file=None))
-    transport = ASGITransport(app=app)
-    async with AsyncClient(transport=transport, base_url="http://test") as client:
+    async with in_process_client(app) as client:
         page = await client.get("/docs")
         document = await client.get("/openapi.json")
     assert page.status_code == 200
@@ -117,8 +116,7 @@ async def test_the_documented_pattern_is_the_one_the_service_keeps() -> None:
         if p["name"] == "X-Request-ID"
     ]
     pattern = re.compile(parameter["schema"]["pattern"])
-    transport = ASGITransport(app=app)
-    async with AsyncClient(transport=transport, base_url="http://test") as client:
+    async with in_process_client(app) as client:
         for sent in ["trace-42", "a b", "x" * 129]:
             answer = await client.get("/health/live", headers={"X-Request-ID": sent})
             kept = answer.headers["X-Request-ID"] == sent

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -21,6 +20,7 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
     init_db,
 )
 from {{ cookiecutter.package_name }}.main import create_app
+from tests.conftest import in_process_client
 
 # The test server trusts local connections, so any password gets in; this one is
 # distinctive enough that finding it anywhere means it leaked.
@@ -76,11 +76,7 @@ async def test_the_database_password_shows_nowhere(
 ) -> None:
     app = create_app(settings_with_password.model_copy(update={"log_format": log_format}))
     add_failing_routes(app)
-    transport = ASGITransport(app=app, raise_app_exceptions=False)
-    async with (
-        app.router.lifespan_context(app),
-        AsyncClient(transport=transport, base_url="http://test") as client,
-    ):
+    async with in_process_client(app, lifespan=True) as client:
         created = await client.post("/items", json={"name": "Secretive", "price": "1"})
         item = f"/items/{created.json()['id']}"
         responses = [
@@ -155,10 +151,7 @@ async def pool_status(
     )
     app = create_app(settings)
     headers = {} if sent is None else {"Authorization": f"Bearer {sent}"}
-    async with (
-        app.router.lifespan_context(app),
-        AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client,
-    ):
+    async with in_process_client(app, lifespan=True) as client:
         response = await client.get("/health/pool", headers=headers)
     assert TOKEN not in response.text
     return response.status_code, response.text

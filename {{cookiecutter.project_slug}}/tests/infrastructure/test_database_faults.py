@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient, Response
+from httpx import Response
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
@@ -27,7 +27,7 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
     session_scope,
 )
 from {{ cookiecutter.package_name }}.main import create_app
-from tests.conftest import admin_url, connection_count
+from tests.conftest import admin_url, connection_count, in_process_client
 from tests.proxy import TcpProxy
 
 UNAVAILABLE = {"detail": "The database is unavailable; retry shortly."}
@@ -63,16 +63,10 @@ def checked_out(database: Database) -> int:
     return pool.checkedout()
 
 
-def client_for(app: FastAPI) -> AsyncClient:
-    """A client that turns unhandled errors into responses, as a real server would."""
-    transport = ASGITransport(app=app, raise_app_exceptions=False)
-    return AsyncClient(transport=transport, base_url="http://test", timeout=30)
-
-
 async def test_requests_get_fresh_connections_after_the_server_killed_the_pooled_ones(
     app: FastAPI, application_name: str
 ) -> None:
-    async with client_for(app) as client:
+    async with in_process_client(app, request_timeout=30) as client:
         # Concurrent requests, so that the pool keeps several connections.
         warm = await asyncio.gather(*(client.get("/items") for _ in range(5)))
         assert [response.status_code for response in warm] == [200] * 5
@@ -123,7 +117,7 @@ def assert_unavailable(response: Response) -> None:
 async def test_a_database_outage_is_a_503_and_the_service_recovers_by_itself(
     proxied_app: FastAPI, proxy: TcpProxy, application_name: str
 ) -> None:
-    async with client_for(proxied_app) as client:
+    async with in_process_client(proxied_app, request_timeout=30) as client:
         item = (await client.post("/items", json={"name": "Before", "price": "1"})).json()
         warm = await asyncio.gather(*(client.get("/items") for _ in range(5)))
         assert {response.status_code for response in warm} == {200}
@@ -305,7 +299,7 @@ async def test_requests_cancelled_at_any_step_leave_the_overload_guard_working(
         return {"status": "released"}
 
     app.add_api_route("/test/hold", hold)
-    async with app.router.lifespan_context(app), client_for(app) as client:
+    async with in_process_client(app, lifespan=True, request_timeout=30) as client:
         # Cancel requests after 0, 1, 2, ... steps of the event loop, so that they
         # are cut at every point of their way, taking a connection included.
         for steps in range(REQUEST_STEPS):

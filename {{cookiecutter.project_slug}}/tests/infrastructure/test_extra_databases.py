@@ -12,7 +12,7 @@ from typing import Annotated
 
 import pytest
 from fastapi import Depends, FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from pydantic import SecretStr
 from sqlalchemy import insert, select, text
 from sqlalchemy.engine import make_url
@@ -28,7 +28,7 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
 from {{ cookiecutter.package_name }}.infrastructure.extra_databases import database_session
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.main import create_app
-from tests.conftest import connection_count
+from tests.conftest import connection_count, in_process_client
 from tests.infrastructure.test_database_faults import server_budget
 from tests.proxy import TcpProxy
 
@@ -81,12 +81,6 @@ async def replica_app(replica_settings: Settings) -> AsyncIterator[FastAPI]:
         yield app
 
 
-def client_of(app: FastAPI) -> AsyncClient:
-    """A client for `app` that turns unhandled errors into 500 answers."""
-    transport = ASGITransport(app=app, raise_app_exceptions=False)
-    return AsyncClient(transport=transport, base_url="http://test")
-
-
 async def test_each_extra_database_has_its_own_engine_and_all_are_disposed(
     replica_settings: Settings, replica_database_url: str, application_name: str
 ) -> None:
@@ -108,7 +102,7 @@ async def test_listings_read_from_the_replica_and_writes_go_to_the_primary(
 ) -> None:
     primary_url, replica_url = two_databases
     await add_item(replica_url, "Only on the replica")
-    async with client_of(replica_app) as client:
+    async with in_process_client(replica_app) as client:
         created = await client.post("/items", json={"name": "Only on the primary", "price": "2"})
         assert created.status_code == 201
         listed = (await client.get("/items")).json()
@@ -134,7 +128,7 @@ async def test_a_session_on_an_extra_database_commits_there(
         session.add(Item(name="Written to the replica", price=Decimal(3)))
 
     replica_app.add_api_route("/test/replica-write", add_on_replica, methods=["POST"])
-    async with client_of(replica_app) as client:
+    async with in_process_client(replica_app) as client:
         assert (await client.post("/test/replica-write")).status_code == 200
     assert await item_names(replica_url) == ["Written to the replica"]
     assert await item_names(primary_url) == []
@@ -149,7 +143,7 @@ async def test_a_route_on_a_database_that_is_not_configured_fails_with_a_500(
         await session.execute(text("SELECT 1"))  # pragma: no cover - never reached
 
     app.add_api_route("/test/analytics", count)
-    async with client_of(app) as client:
+    async with in_process_client(app) as client:
         response = await client.get("/test/analytics")
     assert (response.status_code, response.json()) == (500, {"detail": "Internal server error"})
 
@@ -205,7 +199,7 @@ async def test_ready_names_the_replica_when_only_the_replica_is_cut(
         }
     )
     app = create_app(settings)
-    async with app.router.lifespan_context(app), client_of(app) as client:
+    async with in_process_client(app, lifespan=True) as client:
         ready = await client.get("/health/ready")
         assert (ready.status_code, ready.json()) == (
             200,
@@ -240,7 +234,7 @@ async def test_pool_shows_every_pool(
         }
     )
     app = create_app(settings)
-    async with app.router.lifespan_context(app), client_of(app) as client:
+    async with in_process_client(app, lifespan=True) as client:
         body = (await client.get("/health/pool")).json()
     assert (body["profile"], body["pool_size"], body["max_overflow"]) == ("dev", 5, 10)
     replica = body["databases"]["replica"]
@@ -268,7 +262,7 @@ async def test_an_exhausted_replica_pool_is_counted_and_reported_as_the_replica_
         await release.wait()
 
     app.add_api_route("/test/hold-replica", hold)
-    async with app.router.lifespan_context(app), client_of(app) as client:
+    async with in_process_client(app, lifespan=True) as client:
         holding = asyncio.create_task(client.get("/test/hold-replica"))
         async with asyncio.timeout(10):
             await held.wait()
