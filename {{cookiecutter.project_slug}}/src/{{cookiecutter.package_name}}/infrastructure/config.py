@@ -81,6 +81,11 @@ class PoolSettings:
     statement_timeout_ms: int
     idle_in_transaction_timeout_ms: int
 
+    @property
+    def capacity(self) -> int:
+        """The most connections the pool holds at once: pool_size + max_overflow."""
+        return self.pool_size + self.max_overflow
+
 
 POOL_PROFILES: Final = MappingProxyType(
     {
@@ -328,8 +333,7 @@ class Settings(BaseSettings):
         """How many requests may queue for a busy pool before more are turned away at once."""
         if self.database_pool_max_waiting is not None:
             return self.database_pool_max_waiting
-        pool = self.pool
-        return WAITING_PER_CONNECTION * (pool.pool_size + pool.max_overflow)
+        return WAITING_PER_CONNECTION * self.pool.capacity
 
     @property
     def request_limit(self) -> int:
@@ -339,8 +343,7 @@ class Settings(BaseSettings):
         # What the pools can serve and queue: a request beyond that would find
         # a full queue at its pool anyway (see _PoolPlace in database.py).
         return sum(
-            view.pool.pool_size + view.pool.max_overflow + view.pool_max_waiting
-            for view in (self, *self.extra_databases())
+            view.pool.capacity + view.pool_max_waiting for view in (self, *self.extra_databases())
         )
 
     @property

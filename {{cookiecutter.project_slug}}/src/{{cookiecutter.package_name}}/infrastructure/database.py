@@ -285,7 +285,7 @@ async def init_db(settings: Settings) -> Database:
         read_sessionmaker=read_sessionmaker,
         begin=transactional.begin,
         connect=engine.connect,
-        capacity=settings.pool.pool_size + settings.pool.max_overflow,
+        capacity=settings.pool.capacity,
         max_waiting=settings.pool_max_waiting,
         stats=stats,
         name=settings.database_name,
@@ -344,8 +344,7 @@ async def read_connection_limit(connection: AsyncConnection) -> ConnectionLimit:
 
 def peak_connections(settings: Settings) -> int:
     """The most connections the pools of all workers may hold at once."""
-    pool = settings.pool
-    return settings.web_concurrency * (pool.pool_size + pool.max_overflow)
+    return settings.web_concurrency * settings.pool.capacity
 
 
 async def check_connection_budget(connection: AsyncConnection, settings: Settings) -> None:
@@ -364,7 +363,7 @@ async def check_connection_budget(connection: AsyncConnection, settings: Setting
         return
     limit = await read_connection_limit(connection)
     workers = settings.web_concurrency
-    needed = workers * sum(pool.pool_size + pool.max_overflow for _, pool in pools)
+    needed = workers * sum(pool.capacity for _, pool in pools)
     if needed <= limit.available:
         return
     shares = [f"{pool.pool_size} pool + {pool.max_overflow} overflow" for _, pool in pools]
