@@ -1,14 +1,14 @@
 """Turn requests away at the door once the service holds as many as its pools can serve."""
 
 import logging
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Final
 
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from {{ cookiecutter.package_name }}.errors import AT_CAPACITY, REPORT_INTERVAL_SECONDS, unavailable
+from {{ cookiecutter.package_name }}.errors import AT_CAPACITY, unavailable
+from {{ cookiecutter.package_name }}.logs import BurstReport
 
 logger = logging.getLogger(__name__)
 
@@ -29,23 +29,19 @@ class Admission:
     limit: int
     in_flight: int = 0
     refused: int = 0
-    refused_unreported: int = 0
-    last_report: float | None = None
+    refusal_report: BurstReport = field(default_factory=BurstReport)
 
     def record_refusal(self) -> None:
         """Count one refused request, and log the burst it belongs to at most every so often."""
         self.refused += 1
-        self.refused_unreported += 1
-        now = time.monotonic()
-        if self.last_report is None or now - self.last_report >= REPORT_INTERVAL_SECONDS:
+        if count := self.refusal_report.add():
             logger.warning(
                 "At capacity: %d request(s) answered 503 since the last report "
                 "(%d in progress, limit %d)",
-                self.refused_unreported,
+                count,
                 self.in_flight,
                 self.limit,
             )
-            self.last_report, self.refused_unreported = now, 0
 
 
 async def get_admission(request: Request) -> Admission:

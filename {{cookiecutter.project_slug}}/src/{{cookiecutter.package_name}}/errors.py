@@ -1,7 +1,6 @@
 """Answer database trouble with a clear status and JSON body, never a traceback or a hang."""
 
 import logging
-import time
 from typing import Any, Final
 
 from fastapi import FastAPI, Request, status
@@ -24,9 +23,6 @@ logger = logging.getLogger(__name__)
 
 # Clients and load balancers may retry this soon; the pool frees up quickly.
 RETRY_AFTER_SECONDS: Final = "1"
-# Under overload every waiting request times out or is refused; one log line
-# per burst is enough.
-REPORT_INTERVAL_SECONDS: Final = 10.0
 AT_CAPACITY: Final = "The service is at capacity; retry shortly."
 
 # PostgreSQL error codes that mean "too slow", not "broken".
@@ -105,11 +101,7 @@ async def pool_exhausted(request: Request, error: Exception) -> JSONResponse:
     )
     stats = database.stats
     stats.timeouts += 1
-    stats.timeouts_unreported += 1
-    now = time.monotonic()
-    if stats.last_timeout_report is None or (
-        now - stats.last_timeout_report >= REPORT_INTERVAL_SECONDS
-    ):
+    if count := stats.timeout_report.add():
         pool = database.engine.pool
         figures = (
             f"size {pool.kept}, checked out {pool.checkedout()}, overflow {pool.overflow()}"
@@ -120,10 +112,9 @@ async def pool_exhausted(request: Request, error: Exception) -> JSONResponse:
             figures = f"{database.name}: {figures}"
         logger.warning(
             "Connection pool exhausted: %d request(s) answered 503 since the last report (%s)",
-            stats.timeouts_unreported,
+            count,
             figures,
         )
-        stats.last_timeout_report, stats.timeouts_unreported = now, 0
     return unavailable(AT_CAPACITY)
 
 

@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Final
 
 from {{ cookiecutter.package_name }}.infrastructure.config import LogFormat, Settings
@@ -20,6 +21,10 @@ SERVICE_LOGGERS: Final = ("{{ cookiecutter.package_name }}", "uvicorn")
 # greenlets, so SQL echo and pool records carry the id of the request behind them.
 current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
 
+# Under overload the same warning would come with every request; a burst of
+# them is logged as one line at most this often, with its count.
+REPORT_INTERVAL_SECONDS: Final = 10.0
+
 # What every LogRecord has; anything else on a record came from `extra=`.
 _RECORD_ATTRIBUTES: Final = frozenset(vars(logging.makeLogRecord({}))) | {
     "message",
@@ -33,6 +38,23 @@ _RECORD_ATTRIBUTES: Final = frozenset(vars(logging.makeLogRecord({}))) | {
 # so nothing a client sends can start a log line of its own; `default=str`
 # keeps a value JSON cannot hold from losing the whole record.
 _JSON: Final = json.JSONEncoder(default=str)
+
+
+@dataclass(slots=True)
+class BurstReport:
+    """Like events counted between log lines, so that a burst of them gets one line."""
+
+    unreported: int = 0
+    last_report: float | None = None
+
+    def add(self) -> int:
+        """Count one event; return how many to log now, or 0 if the last line is too recent."""
+        self.unreported += 1
+        now = time.monotonic()
+        if self.last_report is not None and now - self.last_report < REPORT_INTERVAL_SECONDS:
+            return 0
+        count, self.unreported, self.last_report = self.unreported, 0, now
+        return count
 
 
 class RequestIdFilter(logging.Filter):

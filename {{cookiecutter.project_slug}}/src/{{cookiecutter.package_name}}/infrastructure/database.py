@@ -34,6 +34,7 @@ from {{ cookiecutter.package_name }}.infrastructure.config import (
     Settings,
 )
 from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
+from {{ cookiecutter.package_name }}.logs import BurstReport
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +116,7 @@ class PoolStats:
     # would blind the guard in _PoolPlace for good.
     holding: int = 0
     # Pool timeouts are logged once per burst, not once per request.
-    timeouts_unreported: int = 0
-    last_timeout_report: float | None = None
+    timeout_report: BurstReport = field(default_factory=BurstReport)
     # How long requests waited for their connection: a count per bucket of
     # CHECKOUT_WAIT_BUCKETS (the last one for longer waits) and the sum. Plain
     # counters rather than a metrics library's histogram, so that recording
