@@ -52,9 +52,6 @@ COMMAND: Final = "{{ cookiecutter.project_slug }}"
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
-# How `status` begins the line of an extra database that did not answer.
-UNAVAILABLE: Final = "unavailable"
-
 
 class DriftError(Exception):
     """The database is not at head, or the models differ from the migrations."""
@@ -233,20 +230,22 @@ def show_status(_args: argparse.Namespace, settings: Settings) -> int:
         # The rest of the report is still worth having.
         heads = str(error)
     status = asyncio.run(_read_status(settings))
-    extras = {view.url_variable: _extra_line(view) for view in settings.extra_databases()}
-    lines = _status_lines(settings, status, heads, extras)
-    print("\n".join(lines))
-    # Printed in full first: the primary's figures are still worth having.
-    unavailable = [line for line in extras.values() if line.startswith(UNAVAILABLE)]
+    extras: dict[str, str] = {}
+    unavailable = False
+    for view in settings.extra_databases():
+        try:
+            extras[view.url_variable] = _extra_line(view)
+        except DatabaseUnavailableError as error:
+            extras[view.url_variable] = f"unavailable: {error}"
+            unavailable = True
+    # Printed in full either way: the figures of the others are still worth having.
+    print("\n".join(_status_lines(settings, status, heads, extras)))
     return 1 if unavailable else 0
 
 
 def _extra_line(view: Settings) -> str:
     pool = view.pool
-    try:
-        server, connections = asyncio.run(_read_extra(view))
-    except DatabaseUnavailableError as error:
-        return f"{UNAVAILABLE}: {error}"
+    server, connections = asyncio.run(_read_extra(view))
     states = ", ".join(f"{count} {state}" for state, count in connections.items())
     return (
         f"{view.safe_url}: PostgreSQL {server}; pool_size {pool.pool_size}, max_overflow "
