@@ -7,15 +7,23 @@ from alembic import context
 from alembic.util import CommandError
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import {{ cookiecutter.package_name }}.items.models  # noqa: F401  (registers the tables)
 from {{ cookiecutter.package_name }}.infrastructure.config import (
     Settings,
     SettingsError,
     load_settings,
 )
-from {{ cookiecutter.package_name }}.infrastructure.database import Base, connect_args
+from {{ cookiecutter.package_name }}.infrastructure.database import (
+    Base,
+    connect_args,
+    describe_failure,
+    failure_reason,
+)
+
+# One line per domain: importing its models registers its tables for autogenerate.
+from {{ cookiecutter.package_name }}.items import models as items_models  # noqa: F401
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -61,8 +69,19 @@ async def run_migrations_online() -> None:
         settings.url, poolclass=pool.NullPool, connect_args=connect_args(settings)
     )
     try:
-        async with engine.connect() as connection:
+        # Alembic prints a CommandError as one line; anything else would be a long traceback.
+        try:
+            connection = await engine.connect()
+        except (OSError, TimeoutError, DBAPIError) as error:
+            raise CommandError(describe_failure(settings, error)) from None
+        try:
             await connection.run_sync(run_migrations)
+        except DBAPIError as error:
+            raise CommandError(
+                f"migrating {settings.safe_url} failed: {failure_reason(error)}"
+            ) from None
+        finally:
+            await connection.close()
     finally:
         await engine.dispose()
 

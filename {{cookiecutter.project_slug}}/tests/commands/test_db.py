@@ -157,7 +157,7 @@ def test_check_fails_in_one_line_below_head(
     code, out, err = db(capsys, "check")
     assert (code, out) == (1, [])
     assert len(err) == 1
-    assert f"is at base, not at head {head()}; run `{COMMAND} db upgrade`" in err[0]
+    assert f"is at base, not at head {head()}; run `uv run {COMMAND} db upgrade`" in err[0]
 
 
 def test_check_fails_in_one_line_when_the_models_changed(
@@ -172,7 +172,7 @@ def test_check_fails_in_one_line_when_the_models_changed(
     assert (code, out) == (1, [])
     assert err == [
         "error: the models differ from the migrations (add_table forgotten); write a "
-        "migration with `alembic revision --autogenerate -m <what changed>`"
+        'migration with `uv run alembic revision --autogenerate -m "<what changed>"`'
     ]
 
 
@@ -242,7 +242,7 @@ def test_status_names_the_migration_to_run_below_head(
     assert code == 0
     assert out[-1].split(maxsplit=1) == [
         "revision",
-        f"base, head is {head()}: run `{COMMAND} db upgrade`",
+        f"base, head is {head()}: run `uv run {COMMAND} db upgrade`",
     ]
 
 

@@ -169,7 +169,7 @@ def check_database(_args: argparse.Namespace, settings: Settings) -> int:
     if set(current) != set(heads):
         raise DriftError(
             f"{settings.safe_url} is at {_revision_names(current)}, not at head "
-            f"{_revision_names(heads)}; run `{COMMAND} db upgrade`"
+            f"{_revision_names(heads)}; run `uv run {COMMAND} db upgrade`"
         )
     try:
         command.check(config)
@@ -177,7 +177,7 @@ def check_database(_args: argparse.Namespace, settings: Settings) -> int:
         changes = ", ".join(_describe_difference(diff) for diff in error.diffs)
         raise DriftError(
             f"the models differ from the migrations ({changes}); write a migration with "
-            "`alembic revision --autogenerate -m <what changed>`"
+            '`uv run alembic revision --autogenerate -m "<what changed>"`'
         ) from None
     except (OSError, TimeoutError, DBAPIError) as error:
         raise DatabaseUnavailableError(describe_failure(settings, error)) from error
@@ -315,7 +315,7 @@ def _status_lines(
     else:
         revision = (
             f"{_revision_names(status.revisions)}, head is {_revision_names(heads)}: "
-            f"run `{COMMAND} db upgrade`"
+            f"run `uv run {COMMAND} db upgrade`"
         )
     fields = {
         "database": settings.safe_url,
