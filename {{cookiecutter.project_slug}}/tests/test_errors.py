@@ -38,17 +38,22 @@ TOO_SLOW = "The database took too long to answer; retry shortly."
 
 SLOW_QUERY_SECONDS = 0.2
 POOL_TIMEOUT = 1.0
+# A request that needs a connection, but only for a moment.
+QUICK = "/test/slow?seconds=0"
 
 
 def add_test_routes(app: FastAPI) -> None:
-    """Routes that hold a connection for a while, or run broken SQL."""
+    """Routes that hold a connection for a while (or a moment), or run broken SQL.
+
+    Of the service's own, so that these tests hold whatever domains it has.
+    """
 
     async def slow(session: SessionDep, seconds: float = SLOW_QUERY_SECONDS) -> dict[str, str]:
         await session.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
         return {"status": "done"}
 
     async def broken_sql(session: SessionDep) -> None:
-        await session.execute(text("SELECT no_such_column FROM items"))
+        await session.execute(text("SELECT no_such_column"))
 
     app.add_api_route("/test/slow", slow)
     app.add_api_route("/test/broken-sql", broken_sql)
@@ -81,7 +86,7 @@ async def test_an_exhausted_pool_answers_503_with_retry_after(
     slow = [asyncio.create_task(small_client.get("/test/slow?seconds=3")) for _ in range(5)]
     await asyncio.sleep(0.3)  # let the slow requests take every connection
     with caplog.at_level(logging.WARNING):
-        responses = await asyncio.gather(*(small_client.get("/items") for _ in range(3)))
+        responses = await asyncio.gather(*(small_client.get(QUICK) for _ in range(3)))
     for response in responses:
         assert response.status_code == 503
         assert response.headers["Retry-After"] == "1"
@@ -105,7 +110,7 @@ async def test_a_thousand_concurrent_requests_all_get_an_answer(
     assert set(statuses) <= {200, 503}
     assert statuses.count(200) >= 5
     # The moment the load is gone, the service serves normally again.
-    assert (await small_client.get("/items")).status_code == 200
+    assert (await small_client.get(QUICK)).status_code == 200
     pool = (await small_client.get("/health/pool")).json()
     assert pool["checked_out"] == 0
     # On a loaded machine opening one of the pool's connections can itself
@@ -128,7 +133,7 @@ async def test_a_query_past_the_statement_timeout_is_a_503_and_frees_its_connect
         responses = await asyncio.gather(*(client.get("/test/slow?seconds=5") for _ in range(10)))
         assert {response.status_code for response in responses} == {503}
         assert responses[0].json() == {"detail": TOO_SLOW}
-        assert (await client.get("/items")).status_code == 200
+        assert (await client.get(QUICK)).status_code == 200
         assert (await client.get("/health/pool")).json()["checked_out"] == 0
 
 

@@ -55,9 +55,9 @@ def bodies(operation: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def test_there_are_routes_to_check(openapi: dict[str, Any]) -> None:
+    # The service's own routes, whatever domains it has.
     names = [name for name, _ in operations(openapi)]
-    assert "POST /items" in names
-    assert "GET /health/live" in names
+    assert {"GET /health/live", "GET /health/ready"} <= set(names)
 
 
 def test_every_route_says_what_it_does_in_one_line(openapi: dict[str, Any]) -> None:
@@ -103,7 +103,7 @@ def test_every_write_documents_the_answers_to_a_broken_constraint() -> None:
         responses = operation["responses"]
         assert "409" in responses, f"{name}: no 409 for a unique or foreign-key violation"
         assert "422" in responses, f"{name}: no 422 for a missing referent or a broken check"
-    assert writes > 1
+    assert writes >= 1
 
 
 async def test_the_docs_page_is_served() -> None:

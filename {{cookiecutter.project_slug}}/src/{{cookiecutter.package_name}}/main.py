@@ -10,7 +10,10 @@ from starlette.types import ASGIApp
 from {{ cookiecutter.package_name }} import health
 from {{ cookiecutter.package_name }}.access_log import RequestLogMiddleware, document_request_id
 from {{ cookiecutter.package_name }}.admission import Admission, AdmissionMiddleware
-from {{ cookiecutter.package_name }}.errors import document_constraint_answers, register_error_handlers
+from {{ cookiecutter.package_name }}.errors import (
+    document_constraint_answers,
+    register_error_handlers,
+)
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import close_db, init_db
 from {{ cookiecutter.package_name }}.infrastructure.extra_databases import open_extra_databases
