@@ -147,7 +147,9 @@ def test_the_project_has_its_layout(bake: Bake) -> None:
         assert (package / f"{module}.py").is_file(), module
     for module in ["router", "schemas", "models", "service"]:
         assert (package / "items" / f"{module}.py").is_file(), module
-    assert len(list((project / "migrations" / "versions").glob("*.py"))) == 1
+    migrations = [path.name for path in (project / "migrations" / "versions").glob("*.py")]
+    assert migrations
+    assert all(re.fullmatch(r"\d{4}_\d{2}_\d{2}_\d{4}-\w+\.py", name) for name in migrations)
 
 
 def test_baking_twice_gives_identical_bytes(tmp_path: Path) -> None:

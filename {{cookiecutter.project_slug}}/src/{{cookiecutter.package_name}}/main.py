@@ -10,7 +10,10 @@ from starlette.types import ASGIApp
 from {{ cookiecutter.package_name }} import health
 from {{ cookiecutter.package_name }}.access_log import RequestLogMiddleware, document_request_id
 from {{ cookiecutter.package_name }}.admission import Admission, AdmissionMiddleware
-from {{ cookiecutter.package_name }}.errors import register_error_handlers
+from {{ cookiecutter.package_name }}.errors import (
+    document_constraint_answers,
+    register_error_handlers,
+)
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import close_db, init_db
 from {{ cookiecutter.package_name }}.infrastructure.extra_databases import open_extra_databases
@@ -34,10 +37,11 @@ class Service(FastAPI):
         return RequestLogMiddleware(stack)
 
     def openapi(self) -> dict[str, Any]:
-        """Build the OpenAPI document once, with the header RequestLogMiddleware adds."""
+        """Build the OpenAPI document once, with the answers the middleware and handlers add."""
         if self.openapi_schema is None:
-            # FastAPI keeps the document it returns, so the header stays in it.
+            # FastAPI keeps the document it returns, so the additions stay in it.
             schema = super().openapi()
+            document_constraint_answers(schema)
             document_request_id(schema)
             return schema
         return self.openapi_schema
