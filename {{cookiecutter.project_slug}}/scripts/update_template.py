@@ -98,7 +98,7 @@ def resolve(template: str, checkout: str, directory: str = "") -> tuple[str, int
     with tempfile.TemporaryDirectory() as scratch:
         clone = Path(scratch) / "template.git"
         try:
-            git("clone", "--quiet", "--bare", template, str(clone), cwd=Path(scratch))
+            git("clone", "--quiet", "--bare", template, str(clone), cwd=Path.cwd())
         except subprocess.CalledProcessError as error:
             reason = (error.stderr or "").strip().splitlines() or ["git clone failed"]
             message = f"cannot read the template's history at {template}: {reason[-1]}"
@@ -255,7 +255,9 @@ def update(arguments: list[str]) -> int:
     version, commit = recorded_render(cruft_state())
 
     (prefix,) = git("rev-parse", "--show-prefix") or [""]
-    changed = [(status, name) for status, name in changed_files(prefix) if name != ".cruft.json"]
+    changed = changed_files(prefix)
+    relinked = any(name == ".cruft.json" for _, name in changed)
+    changed = [(status, name) for status, name in changed if name != ".cruft.json"]
     conflicted = sorted(
         name
         for status, name in changed
@@ -278,6 +280,8 @@ def update(arguments: list[str]) -> int:
         print(f"{move}: {attention} file(s) need you.")
     elif applied:
         print(f"{move}: applied to {len(applied)} file(s), nothing to resolve.")
+    elif relinked:
+        print(f"{move}: no change outside skipped paths; commit .cruft.json.")
     else:
         print(f"Template {version} ({commit}): nothing changed, the project matches it.")
     for title, names in [
@@ -316,10 +320,17 @@ def link(arguments: list[str]) -> int:
         raise RefusalError("already linked (.cruft.json exists): update instead")
     try:
         recorded = json.loads((PROJECT / ".cookiecutter-answers.json").read_text(encoding="utf-8"))
-        answers, version = recorded["cookiecutter"], recorded["template_version"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise RefusalError(f"cannot read .cookiecutter-answers.json: {error!r}") from None
-    checkout = checkout or str(version)
+    except OSError as error:
+        raise RefusalError(f"cannot read .cookiecutter-answers.json: {error.strerror}") from None
+    except ValueError as error:
+        raise RefusalError(f".cookiecutter-answers.json is not valid JSON: {error}") from None
+    answers = recorded.get("cookiecutter") if isinstance(recorded, dict) else None
+    version = recorded.get("template_version") if isinstance(recorded, dict) else None
+    if not isinstance(answers, dict) or not isinstance(version, str):
+        raise RefusalError(".cookiecutter-answers.json lacks the answers or the template_version")
+    if Path(template).exists():
+        template = str(Path(template).resolve())  # a local clone, as cruft will record it
+    checkout = checkout or version
     commit, renders = resolve(template, checkout)
     command = ["link", template, "--checkout", commit, "--no-input"]
     log = log_file()
