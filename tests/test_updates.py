@@ -149,7 +149,7 @@ def release(template: Path, env: dict[str, str]) -> str:
     version = template_version(template)
     if development := DEVELOPMENT.fullmatch(version):
         newer = development["release"]
-    else:  # a release without a development version before it, as before 2026.12
+    else:  # a release without a development version before it, as up to 2026.11.2
         year, month, number = version.split(".")
         newer = f"{year}.{month}.{int(number) + 1}"
     set_version(template, env, newer, f"Release {newer}")
@@ -179,6 +179,8 @@ def update(project: Path, env: dict[str, str], *arguments: str) -> subprocess.Co
 def update_script() -> ModuleType:
     """The generated update script (it holds no template variables), imported."""
     path = TEMPLATE_DIR / PROJECT_DIR / "scripts" / "update_template.py"
+    # The READMEs tell teams without it to copy it as it is from the template.
+    assert not re.search(r"\{\{|\{%", path.read_text()), "the script must hold no Jinja"
     spec = importlib.util.spec_from_file_location("update_template", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -391,7 +393,7 @@ def test_a_released_version_resolves_to_the_commit_that_released_it(
     (template / PROJECT_DIR / "RELEASED.md").write_text("In the release.\n")
     second = release(template, env)
     released = git(template, env, "rev-parse", "HEAD").strip()
-    # Commits after a release that keep its version, as before 2026.12: not the release.
+    # Commits after a release that keep its version, as up to 2026.11.2: not the release.
     (template / PROJECT_DIR / "UNRELEASED.md").write_text("After the release.\n")
     commit(template, env, "Add a file after the release")
     develop(template, env)
