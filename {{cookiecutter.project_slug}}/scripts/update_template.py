@@ -147,8 +147,8 @@ def log_file() -> Path:
 
 def run_cruft(arguments: list[str], log: Path) -> str:
     """Run cruft, keep its whole output in `log`, and return it; refuse if cruft failed."""
-    # English messages from git, which the report reads; UTF-8 whatever the locale.
-    environment = os.environ | {"LC_ALL": "C", "PYTHONUTF8": "1"}
+    # English messages from git, in the order printed, which the report reads; UTF-8 anyway.
+    environment = os.environ | {"LC_ALL": "C", "PYTHONUNBUFFERED": "1", "PYTHONUTF8": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "cruft", *arguments],
         cwd=PROJECT,
