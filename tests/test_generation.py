@@ -37,7 +37,7 @@ SUPPORTED: dict[str, dict[str, Any]] = {
 # The generated test suite runs against PostgreSQL for these.
 RUN_GENERATED_TESTS = ["default", "py313-bsd-prometheus"]
 
-UNRENDERED = re.compile(r"\{\{|\{%|%\}|cookiecutter\.")
+UNRENDERED = re.compile(r"\{\{|\{%|%\}|cookiecutter\.(?!json\b)")
 
 
 def files_of(project: Path) -> list[Path]:
