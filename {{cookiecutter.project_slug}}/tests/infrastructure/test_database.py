@@ -30,7 +30,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
-from {{ cookiecutter.package_name }}.infrastructure.config import DEV_SQLITE_URL, Settings, load_settings
+from {{ cookiecutter.package_name }}.infrastructure.config import (
+    DEV_SQLITE_URL,
+    Settings,
+    load_settings,
+)
 from {{ cookiecutter.package_name }}.infrastructure.database import (
     ConnectionDep,
     Database,
