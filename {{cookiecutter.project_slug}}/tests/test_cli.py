@@ -2,6 +2,8 @@
 
 import asyncio
 import importlib
+import sqlite3
+from contextlib import closing
 
 import pytest
 import uvicorn
@@ -12,6 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.package_name }} import cli
+from {{ cookiecutter.package_name }}.infrastructure.config import DEV_SQLITE_URL
 from tests.conftest import admin_url, connection_count
 
 PASSWORD = "Xq7-cli-not-a-real-pw"
@@ -204,3 +207,26 @@ def test_serve_warns_about_what_allowing_insecure_settings_lets_through(
         "through what DATABASE_PROFILE=prod refuses: DATABASE_URL has an empty or placeholder "
         "password"
     ], lines
+
+
+def test_serve_brings_a_stale_dev_sqlite_file_up_to_date_before_any_worker_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = make_url(DEV_SQLITE_URL).database
+    assert path is not None
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(200))")
+    columns_when_serving: list[str] = []
+
+    def run(_app: str, **_: object) -> None:
+        with closing(sqlite3.connect(path)) as connection:
+            rows = connection.execute("SELECT name FROM pragma_table_info('items')").fetchall()
+        columns_when_serving.extend(name for (name,) in rows)
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.setenv("DATABASE_ECHO", "false")
+    code, lines = serve(capsys)
+    assert code == 0
+    assert "description" in columns_when_serving
+    rebuilt = [line for line in lines if "built from other models" in line]
+    assert len(rebuilt) == 1, lines

@@ -496,7 +496,8 @@ async def check_connection_budget(connection: AsyncConnection, settings: Setting
 
 async def wait_for_database(settings: Settings, *, announce: bool = True) -> None:
     """Try to reach the database a bounded number of times, backing off in between."""
-    attempts = settings.database_connect_retries + 1
+    # A local file that cannot be opened will not open a moment later either.
+    attempts = 1 if settings.uses_dev_sqlite else settings.database_connect_retries + 1
     delay = settings.database_connect_retry_delay
     for attempt in range(1, attempts + 1):
         try:
