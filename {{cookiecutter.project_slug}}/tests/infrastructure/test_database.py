@@ -6,6 +6,7 @@ They commit, roll back, and always give the connection back.
 import asyncio
 import logging
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from fastapi import FastAPI, HTTPException, status
 from httpx import AsyncClient
+from pydantic import SecretStr
 from sqlalchemy import (
     Column,
     ForeignKey,
@@ -46,7 +48,7 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.items.schemas import ItemCreate
 from {{ cookiecutter.package_name }}.main import create_app
-from tests.conftest import in_process_client
+from tests.conftest import admin_url, in_process_client, run_admin_statement
 
 NEW_ITEM = ItemCreate.model_validate({"name": "Teapot", "price": "12.00"})
 
@@ -318,3 +320,22 @@ async def test_a_dev_sqlite_file_that_fits_the_models_keeps_its_rows(
         found = await client.get(f"/items/{created.json()['id']}")
     assert found.status_code == 200, found.text
     assert "built from other models" not in caplog.text
+
+
+async def test_dev_on_postgresql_names_the_command_when_the_database_is_behind(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = f"test_behind_{uuid.uuid4().hex[:12]}"
+    await run_admin_statement(f'CREATE DATABASE "{name}"')
+    behind = admin_url().set(database=name).render_as_string(hide_password=False)
+    try:
+        for url in (settings.url, behind):
+            database = await init_db(settings.model_copy(update={"database_url": SecretStr(url)}))
+            await close_db(database)
+    finally:
+        await run_admin_statement(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    hints = [r.getMessage() for r in caplog.records if "db upgrade" in r.getMessage()]
+    # Only the database without the migrations; the one at head gets no hint.
+    assert len(hints) == 1, hints
+    assert f"/{name} is at base, not at the migrations' head " in hints[0]
+    assert hints[0].endswith("; run `uv run {{ cookiecutter.project_slug }} db upgrade`")

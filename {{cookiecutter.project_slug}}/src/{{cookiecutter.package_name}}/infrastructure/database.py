@@ -34,6 +34,7 @@ from {{ cookiecutter.package_name }}.infrastructure.config import (
     PRIMARY,
     BudgetCheck,
     Pooler,
+    Profile,
     Settings,
 )
 from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
@@ -70,6 +71,9 @@ CHECKOUT_WAIT_BUCKETS: Final = (
     5.0,
     10.0,
 )
+
+# What brings a database to the migrations' head, for hints.
+MIGRATE_COMMAND: Final = "uv run {{ cookiecutter.project_slug }} db upgrade"
 
 # The driver gives up on a statement this long after the server should have
 # cancelled it, so a hung connection cannot hold a request forever.
@@ -327,6 +331,10 @@ async def init_db(settings: Settings, *, announce: bool = True) -> Database:
                 await connection.run_sync(_build_dev_schema, settings.safe_url)
             else:
                 await check_connection_budget(connection, settings)
+                # The migrations are the primary's; an extra database has its own schema.
+                primary = settings.database_name == PRIMARY
+                if announce and primary and settings.database_profile is Profile.DEV:
+                    await _hint_if_behind_migrations(connection, settings)
     except (OSError, TimeoutError, DBAPIError) as error:
         await engine.dispose()
         raise DatabaseUnavailableError(describe_failure(settings, error)) from error
@@ -402,6 +410,32 @@ def _changed_object(change: Any) -> str:
     table = getattr(target, "table", None)
     name = getattr(target, "name", None) or type(target).__name__
     return f"{table.name}.{name}" if table is not None and table is not target else str(name)
+
+
+async def _hint_if_behind_migrations(connection: AsyncConnection, settings: Settings) -> None:
+    # Dev on PostgreSQL: the schema is the migrations' to change, never start-up's;
+    # after a pull that brought a migration, say so before requests fail on it.
+    # Imported here: other profiles never read the migration scripts at start.
+    from {{ cookiecutter.package_name }}.infrastructure.migrations import (
+        MigrationConfigError,
+        alembic_config,
+        current_revisions,
+        head_revisions,
+    )
+
+    try:
+        heads = head_revisions(alembic_config(settings))
+    except MigrationConfigError:
+        return
+    current = await current_revisions(connection)
+    if set(current) != set(heads):
+        logger.warning(
+            "%s is at %s, not at the migrations' head %s; run `%s`",
+            settings.safe_url,
+            ", ".join(current) or "base",
+            ", ".join(heads),
+            MIGRATE_COMMAND,
+        )
 
 
 def _default_isolation(settings: Settings) -> str:
