@@ -366,8 +366,7 @@ def _build_dev_schema(connection: Connection, where: str) -> None:
     # Only for the throwaway dev SQLite file; real databases are built by
     # migrations. A file built from older models would answer "no such column"
     # 500s, so it is rebuilt from the models: its rows are lost, the schema fits.
-    found = set(inspect(connection).get_table_names())
-    if found:
+    if inspect(connection).get_table_names():
         changes = _dev_schema_changes(connection)
         if not changes:
             return
