@@ -1,5 +1,6 @@
 """Build the application: validated settings in, a FastAPI app that owns its database out."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,6 +23,8 @@ from {{ cookiecutter.package_name }}.logs import configure_logging
 {%- if cookiecutter.use_prometheus %}
 from {{ cookiecutter.package_name }}.metrics import add_metrics
 {%- endif %}
+
+logger = logging.getLogger(__name__)
 
 
 class Service(FastAPI):
@@ -60,6 +63,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The engines (the primary's, then each extra database's) live exactly
         # as long as the application: built here rather than at import, and
         # disposed however the application stops, also if one fails to start.
+        if insecurities := settings.allowed_insecurities:
+            logger.warning(
+                "DATABASE_ALLOW_INSECURE=true lets through what DATABASE_PROFILE=%s refuses: %s",
+                settings.database_profile,
+                "; ".join(insecurities),
+            )
         database = await init_db(settings)
         try:
             async with open_extra_databases(settings) as extra_databases:

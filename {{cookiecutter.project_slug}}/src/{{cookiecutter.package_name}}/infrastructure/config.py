@@ -290,8 +290,20 @@ class Settings(BaseSettings):
         if self.database_allow_insecure:
             return self
         for view in (self, *self.extra_databases()):
-            _refuse_unsafe_url(make_url(view.url), view.url_variable, profile)
+            for problem, remedy in _unsafe_url_problems(make_url(view.url), view.url_variable):
+                raise ValueError(f"{problem}, refused with DATABASE_PROFILE={profile}; {remedy}")
         return self
+
+    @property
+    def allowed_insecurities(self) -> list[str]:
+        """What DATABASE_ALLOW_INSECURE=true lets through that this profile would refuse."""
+        if not self.database_allow_insecure or self.database_profile is Profile.DEV:
+            return []
+        return [
+            problem
+            for view in (self, *self.extra_databases())
+            for problem, _ in _unsafe_url_problems(make_url(view.url), view.url_variable)
+        ]
 
     @property
     def url(self) -> str:
@@ -419,19 +431,24 @@ def _postgresql_url(raw: str, *, sqlite_message: str) -> str:
     return url.set(drivername=driver).render_as_string(hide_password=False)
 
 
-def _refuse_unsafe_url(url: URL, variable: str, profile: Profile) -> None:
+def _unsafe_url_problems(url: URL, variable: str) -> list[tuple[str, str]]:
+    # Each problem, and what to do about it.
+    problems = []
     if (url.password or "") in _PLACEHOLDER_PASSWORDS:
-        raise ValueError(
-            f"{variable} has an empty or placeholder password, refused with "
-            f"DATABASE_PROFILE={profile}; use a real secret "
-            "(or DATABASE_ALLOW_INSECURE=true for a local trial)"
+        problems.append(
+            (
+                f"{variable} has an empty or placeholder password",
+                "use a real secret (or DATABASE_ALLOW_INSECURE=true for a local trial)",
+            )
         )
     if not _is_local(url) and not _uses_tls(url):
-        raise ValueError(
-            f"{variable} reaches {url.host} without TLS, refused with "
-            f"DATABASE_PROFILE={profile}; add ?ssl=require "
-            "(or DATABASE_ALLOW_INSECURE=true on a private network)"
+        problems.append(
+            (
+                f"{variable} reaches {url.host} without TLS",
+                "add ?ssl=require (or DATABASE_ALLOW_INSECURE=true on a private network)",
+            )
         )
+    return problems
 
 
 def _server(url: str) -> tuple[str | None, int]:

@@ -12,10 +12,13 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
-from sqlalchemy import MetaData, event, text
+from sqlalchemy import DateTime, MetaData, event, inspect, text
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
@@ -31,6 +34,7 @@ from {{ cookiecutter.package_name }}.infrastructure.config import (
     PRIMARY,
     BudgetCheck,
     Pooler,
+    Profile,
     Settings,
 )
 from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
@@ -67,6 +71,9 @@ CHECKOUT_WAIT_BUCKETS: Final = (
     5.0,
     10.0,
 )
+
+# What brings a database to the migrations' head, for hints.
+MIGRATE_COMMAND: Final = "uv run {{ cookiecutter.project_slug }} db upgrade"
 
 # The driver gives up on a statement this long after the server should have
 # cancelled it, so a hung connection cannot hold a request forever.
@@ -194,7 +201,57 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
     if pool.pool_pre_ping:
         _ping_idle_connections(engine)
+    if settings.uses_dev_sqlite:
+        _behave_like_postgresql(engine)
     return engine
+
+
+def _behave_like_postgresql(engine: AsyncEngine) -> None:
+    # SQLite leaves foreign keys unenforced unless each connection asks.
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    event.listen(engine.sync_engine, "connect", on_connect)
+    # Every DateTime column of this engine is stored through _ZonedSQLiteDateTime,
+    # whatever model or query declares it; PostgreSQL engines are left alone.
+    dialect = engine.sync_engine.dialect
+    dialect.colspecs = {**dialect.colspecs, DateTime: _ZonedSQLiteDateTime}
+
+
+class _ZonedSQLiteDateTime(sqlite.DATETIME):
+    """SQLite's DATETIME, storing zoned values in UTC and returning them zoned, as timestamptz.
+
+    SQLite stores the wall time and drops the zone; CURRENT_TIMESTAMP is UTC.
+    """
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """Write zoned values as their UTC time."""
+        store = super().bind_processor(dialect)
+        if not self.timezone or store is None:
+            return store
+        to_text = store
+
+        def process(value: Any) -> Any:
+            if isinstance(value, datetime) and value.tzinfo is not None:
+                value = value.astimezone(UTC).replace(tzinfo=None)
+            return to_text(value)
+
+        return process
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        """Read values back as UTC times."""
+        load = super().result_processor(dialect, coltype)
+        if not self.timezone or load is None:
+            return load
+        to_datetime = load
+
+        def process(value: Any) -> Any:
+            loaded = to_datetime(value)
+            return None if loaded is None else loaded.replace(tzinfo=UTC)
+
+        return process
 
 
 def _ping_idle_connections(engine: AsyncEngine) -> None:
@@ -252,29 +309,42 @@ def _count_pool_events(engine: AsyncEngine, stats: PoolStats) -> None:
     event.listen(engine.sync_engine, "invalidate", on_invalidate)
 
 
-async def init_db(settings: Settings) -> Database:
-    """Create the engine and session factory and make sure the database answers."""
+async def init_db(settings: Settings, *, announce: bool = True) -> Database:
+    """Create the engine and session factory and make sure the database answers.
+
+    Without `announce`, success is not logged: for a check before the real start.
+    """
     engine = create_engine(settings)
     stats = PoolStats()
     _count_pool_events(engine, stats)
+    # SQL echo is for the service's own statements, not for these checks.
+    echo, engine.sync_engine.echo = engine.sync_engine.echo, False
     try:
         async with engine.begin() as connection:
             if settings.uses_dev_sqlite:
-                logger.warning(
-                    "DATABASE_URL is not set: using the local SQLite file %s (dev profile only)",
-                    settings.safe_url,
-                )
-                # Only for the throwaway dev database; real ones are built by migrations.
-                await connection.run_sync(Base.metadata.create_all)
+                if announce:
+                    logger.warning(
+                        "DATABASE_URL is not set: using the local SQLite file %s "
+                        "(dev profile only)",
+                        settings.safe_url,
+                    )
+                await connection.run_sync(_build_dev_schema, settings.safe_url)
             else:
                 await check_connection_budget(connection, settings)
+                # The migrations are the primary's; an extra database has its own schema.
+                primary = settings.database_name == PRIMARY
+                if announce and primary and settings.database_profile is Profile.DEV:
+                    await _hint_if_behind_migrations(connection, settings)
     except (OSError, TimeoutError, DBAPIError) as error:
         await engine.dispose()
         raise DatabaseUnavailableError(describe_failure(settings, error)) from error
     except BaseException:
         await engine.dispose()
         raise
-    logger.info("Connected to %s (profile %s)", settings.safe_url, settings.database_profile)
+    finally:
+        engine.sync_engine.echo = echo
+    if announce:
+        logger.info("Connected to %s (profile %s)", settings.safe_url, settings.database_profile)
     # Objects stay readable after commit: responses are serialised from them.
     transactional = engine.execution_options(isolation_level=_transaction_isolation(settings))
     sessionmaker = async_sessionmaker(transactional, expire_on_commit=False)
@@ -290,6 +360,81 @@ async def init_db(settings: Settings) -> Database:
         stats=stats,
         name=settings.database_name,
     )
+
+
+def _build_dev_schema(connection: Connection, where: str) -> None:
+    # Only for the throwaway dev SQLite file; real databases are built by
+    # migrations. A file built from older models would answer "no such column"
+    # 500s, so it is rebuilt from the models: its rows are lost, the schema fits.
+    if inspect(connection).get_table_names():
+        changes = _dev_schema_changes(connection)
+        if not changes:
+            return
+        logger.warning(
+            "The dev SQLite file %s was built from other models (%s): rebuilt it from the "
+            "models, its rows are gone (set DATABASE_URL to keep data across model changes)",
+            where,
+            ", ".join(changes),
+        )
+        stale = MetaData()
+        stale.reflect(connection)
+        stale.drop_all(connection)
+    Base.metadata.create_all(connection)
+
+
+def _dev_schema_changes(connection: Connection) -> list[str]:
+    # Imported here: only the dev SQLite start-up compares schemas.
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    # SQLite's column types are loose (it stores any value in any column), so
+    # only tables, columns, nullability, keys and indexes count.
+    context = MigrationContext.configure(connection, opts={"compare_type": False})
+    changes = []
+    for diff in compare_metadata(context, Base.metadata):
+        # One change per tuple; changes to one column come as a list of them.
+        for change in diff if isinstance(diff, list) else [diff]:
+            changes.append(f"{change[0]} {_changed_object(change)}")
+    return changes
+
+
+def _changed_object(change: Any) -> str:
+    # ("add_table", Table), ("add_column", schema, table, Column),
+    # ("modify_nullable", schema, table, column, ...), ("add_fk", ForeignKeyConstraint)...
+    if change[0] in {"add_column", "remove_column"}:
+        return f"{change[2]}.{change[3].name}"
+    if change[0].startswith("modify_"):
+        return f"{change[2]}.{change[3]}"
+    target = change[1]
+    table = getattr(target, "table", None)
+    name = getattr(target, "name", None) or type(target).__name__
+    return f"{table.name}.{name}" if table is not None and table is not target else str(name)
+
+
+async def _hint_if_behind_migrations(connection: AsyncConnection, settings: Settings) -> None:
+    # Dev on PostgreSQL: the schema is the migrations' to change, never start-up's;
+    # after a pull that brought a migration, say so before requests fail on it.
+    # Imported here: other profiles never read the migration scripts at start.
+    from {{ cookiecutter.package_name }}.infrastructure.migrations import (
+        MigrationConfigError,
+        alembic_config,
+        current_revisions,
+        head_revisions,
+    )
+
+    try:
+        heads = head_revisions(alembic_config(settings))
+    except MigrationConfigError:
+        return
+    current = await current_revisions(connection)
+    if set(current) != set(heads):
+        logger.warning(
+            "%s is at %s, not at the migrations' head %s; run `%s`",
+            settings.safe_url,
+            ", ".join(current) or "base",
+            ", ".join(heads),
+            MIGRATE_COMMAND,
+        )
 
 
 def _default_isolation(settings: Settings) -> str:
@@ -382,13 +527,14 @@ async def check_connection_budget(connection: AsyncConnection, settings: Setting
     logger.warning(message)
 
 
-async def wait_for_database(settings: Settings) -> None:
+async def wait_for_database(settings: Settings, *, announce: bool = True) -> None:
     """Try to reach the database a bounded number of times, backing off in between."""
-    attempts = settings.database_connect_retries + 1
+    # A local file that cannot be opened will not open a moment later either.
+    attempts = 1 if settings.uses_dev_sqlite else settings.database_connect_retries + 1
     delay = settings.database_connect_retry_delay
     for attempt in range(1, attempts + 1):
         try:
-            database = await init_db(settings)
+            database = await init_db(settings, announce=announce)
         except DatabaseUnavailableError as error:
             if attempt == attempts:
                 raise

@@ -57,13 +57,14 @@ async def open_extra_databases(settings: Settings) -> AsyncIterator[dict[str, Da
         yield databases
 
 
-async def wait_for_databases(settings: Settings) -> None:
-    """Wait for the primary (unless it is the dev SQLite file), then each extra database."""
-    if not settings.uses_dev_sqlite:
-        await wait_for_database(settings)
+async def wait_for_databases(settings: Settings, *, announce: bool = True) -> None:
+    """Wait for the primary, then each extra database."""
+    # The dev SQLite file too: its schema is brought up to date here, once,
+    # before any worker starts on it.
+    await wait_for_database(settings, announce=announce)
     for view in settings.extra_databases():
         try:
-            await wait_for_database(view)
+            await wait_for_database(view, announce=announce)
         except DatabaseUnavailableError as error:
             raise DatabaseUnavailableError(f"{view.url_variable}: {error}") from error
 
