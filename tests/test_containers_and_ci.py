@@ -156,6 +156,7 @@ def test_both_python_stages_use_the_answered_version(project: Path, dockerfile: 
         for instruction in named(stage, "FROM")
     }
     python_bases = {base for base in bases if base.startswith("python:")}
+    assert (project / ".python-version").read_text().strip() == version
     # The builder and the final image must share an interpreter path: the
     # virtual environment's links point at it.
     assert python_bases == {f"python:{version}-slim"}
@@ -509,9 +510,14 @@ def test_checkout_does_not_keep_the_token(workflow: dict[Any, Any]) -> None:
     assert checkout["with"]["persist-credentials"] is False
 
 
-def test_workflow_sets_up_the_answered_python(project: Path, workflow: dict[Any, Any]) -> None:
+def test_workflow_takes_python_from_the_pinned_version(
+    project: Path, workflow: dict[Any, Any]
+) -> None:
     setup = next(s for s in steps(workflow) if s.get("uses", "").startswith("astral-sh/setup-uv@"))
-    assert setup["with"]["python-version"] == python_version(project)
+    # setup-uv's python-version sets UV_PYTHON, which would override .python-version.
+    assert "python-version" not in setup.get("with", {})
+    assert "UV_PYTHON" not in str(workflow)
+    assert (project / ".python-version").read_text().strip() == python_version(project)
 
 
 def test_workflow_runs_the_gates_in_order(workflow: dict[Any, Any]) -> None:
