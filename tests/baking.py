@@ -125,7 +125,8 @@ def install_on_pinned_python(project: Path, *options: str) -> dict[str, str]:
     env = environment_without_virtualenv()
     run(["uv", "sync", "--quiet", *options], cwd=project, env=env)
     python = project / ".venv" / "bin" / "python"
-    installed = run([str(python), "-c", "import sys; print(sys.version)"], cwd=project).stdout
+    command = [str(python), "-c", "import platform; print(platform.python_version())"]
+    installed = run(command, cwd=project).stdout.strip()
     assert installed.startswith(f"{version}."), f"uv installed Python {installed}, not {version}"
     return env
 
