@@ -179,6 +179,9 @@ def test_builder_installs_dependencies_before_copying_the_source(dockerfile: str
     order = [builder_step(instruction) for instruction in builder]
     assert order.index("copy pyproject") < order.index("uv sync") < order.index("copy source")
     assert order[-1] == "uv sync", "the project is installed after its source is copied"
+    # With the pin beside pyproject.toml, uv refuses an image whose Python differs from it.
+    pinned = next(step for step in builder if builder_step(step) == "copy pyproject")
+    assert ".python-version" in pinned.words()
     syncs = [step.arguments for step in builder if builder_step(step) == "uv sync"]
     assert all("--no-dev" in sync for sync in syncs)
     # No uv.lock is committed yet: --locked or --frozen would fail the build.
