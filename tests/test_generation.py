@@ -139,10 +139,16 @@ def test_the_project_has_its_layout(bake: Bake) -> None:
         "cli",
         "logs",
         "access_log",
+        "dependencies",
+        "responses",
+        "errors",
         "commands/db",
+        "commands/status",
+        "infrastructure/capacity",
         "infrastructure/config",
         "infrastructure/database",
         "infrastructure/migrations",
+        "infrastructure/orm",
     ]:
         assert (package / f"{module}.py").is_file(), module
     for module in ["router", "schemas", "models", "service"]:

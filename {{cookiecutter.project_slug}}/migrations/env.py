@@ -10,12 +10,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import {{ cookiecutter.package_name }}.items.models  # noqa: F401  (registers the tables)
-from {{ cookiecutter.package_name }}.infrastructure.config import (
-    Settings,
-    SettingsError,
-    load_settings,
-)
-from {{ cookiecutter.package_name }}.infrastructure.database import Base, connect_args
+from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
+from {{ cookiecutter.package_name }}.infrastructure.database import connect_args
+from {{ cookiecutter.package_name }}.infrastructure.orm import Base
+from {{ cookiecutter.package_name }}.infrastructure.settings_errors import SettingsError
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

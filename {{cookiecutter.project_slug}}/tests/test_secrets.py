@@ -10,7 +10,6 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from {{ cookiecutter.package_name }}.infrastructure.config import (
-    LogFormat,
     Settings,
     load_settings,
 )
@@ -19,6 +18,7 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
     SessionDep,
     init_db,
 )
+from {{ cookiecutter.package_name }}.logs import LogFormat
 from {{ cookiecutter.package_name }}.main import create_app
 from tests.conftest import in_process_client
 

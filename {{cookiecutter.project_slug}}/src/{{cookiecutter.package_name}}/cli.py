@@ -9,15 +9,11 @@ from collections.abc import Sequence
 import uvicorn
 
 from {{ cookiecutter.package_name }}.commands.db import add_db_commands, run_db_command
-from {{ cookiecutter.package_name }}.infrastructure.config import (
-    SettingsError,
-    load_settings,
-)
-from {{ cookiecutter.package_name }}.infrastructure.database import (
-    ConnectionBudgetError,
-    DatabaseUnavailableError,
-)
+from {{ cookiecutter.package_name }}.infrastructure.capacity import ConnectionBudgetError
+from {{ cookiecutter.package_name }}.infrastructure.config import load_settings
+from {{ cookiecutter.package_name }}.infrastructure.database import DatabaseUnavailableError
 from {{ cookiecutter.package_name }}.infrastructure.extra_databases import wait_for_databases
+from {{ cookiecutter.package_name }}.infrastructure.settings_errors import SettingsError
 from {{ cookiecutter.package_name }}.logs import configure_logging
 
 
@@ -49,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = load_settings()
-        configure_logging(settings)
+        configure_logging(settings.logs)
         # Fail here, in one line, rather than in every worker with a traceback.
         asyncio.run(wait_for_databases(settings))
     except SettingsError as error:

@@ -11,6 +11,7 @@ from {{ cookiecutter.package_name }} import health
 from {{ cookiecutter.package_name }}.access_log import RequestLogMiddleware, document_request_id
 from {{ cookiecutter.package_name }}.admission import Admission, AdmissionMiddleware
 from {{ cookiecutter.package_name }}.errors import register_error_handlers
+from {{ cookiecutter.package_name }}.infrastructure.capacity import request_limit
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import close_db, init_db
 from {{ cookiecutter.package_name }}.infrastructure.extra_databases import open_extra_databases
@@ -49,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings = load_settings()
     # Here, not only in the CLI: each uvicorn worker process builds its own app,
     # and does not inherit the logging set up by the process that started it.
-    configure_logging(settings)
+    configure_logging(settings.logs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.admission = Admission(limit=settings.request_limit)
+    app.state.admission = Admission(limit=request_limit(settings))
     register_error_handlers(app)
     app.include_router(health.router)
     app.include_router(items_router)

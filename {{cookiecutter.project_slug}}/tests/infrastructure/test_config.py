@@ -9,14 +9,13 @@ from {{ cookiecutter.package_name }}.infrastructure.config import (
     DEV_SQLITE_URL,
     POOL_PROFILES,
     BudgetCheck,
-    LogFormat,
-    LogLevel,
     Pooler,
     PoolSettings,
     Profile,
-    SettingsError,
     load_settings,
 )
+from {{ cookiecutter.package_name }}.infrastructure.settings_errors import SettingsError
+from {{ cookiecutter.package_name }}.logs import LOG_PROFILES, LogFormat, LogLevel
 
 PG_URL = "postgresql+asyncpg://svc:Xq7-not-a-real-pw@db.internal:5432/orders?ssl=require"
 
@@ -399,6 +398,11 @@ def test_extra_databases_are_read_from_the_dotenv_file_and_never_shown(tmp_path:
     assert replica.pool.pool_size == 4
     for shown in (repr(settings), str(settings.model_dump()), repr(replica), replica.safe_url):
         assert "Xq7-not-a-real-pw" not in shown
+
+
+def test_every_profile_has_log_defaults() -> None:
+    # logs.py keys them by the profiles' names, as it imports nothing of config.py.
+    assert set(LOG_PROFILES) == set(Profile)
 
 
 @pytest.mark.parametrize(

@@ -13,13 +13,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
+from {{ cookiecutter.package_name }}.infrastructure.capacity import ConnectionBudgetError
 from {{ cookiecutter.package_name }}.infrastructure.config import (
     Settings,
     load_settings,
 )
 from {{ cookiecutter.package_name }}.infrastructure.database import (
     PING_AFTER_IDLE_SECONDS,
-    ConnectionBudgetError,
     Database,
     SessionDep,
     close_db,

@@ -19,9 +19,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from {{ cookiecutter.package_name }}.infrastructure.capacity import ConnectionBudgetError
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import (
-    ConnectionBudgetError,
     Database,
     DatabaseUnavailableError,
 )

@@ -1,4 +1,4 @@
-"""Settings read from the environment, and the pool and log profiles they pick defaults from."""
+"""Settings read from the environment, and the pool profiles they pick defaults from."""
 
 import re
 from dataclasses import dataclass, fields, replace
@@ -6,7 +6,6 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Annotated, Any, Final
 
-from fastapi import Depends, Request
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -22,6 +21,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from {{ cookiecutter.package_name }}.infrastructure.settings_errors import settings_error
+from {{ cookiecutter.package_name }}.logs import LOG_PROFILES, LogFormat, LogLevel, LogSettings
+
 
 class Profile(StrEnum):
     """A deployment shape; it picks the pool defaults."""
@@ -29,27 +31,6 @@ class Profile(StrEnum):
     DEV = "dev"
     PROD = "prod"
     HIGH_TRAFFIC = "high-traffic"
-
-
-class LogFormat(StrEnum):
-    """How log lines are written."""
-
-    JSON = "json"
-    CONSOLE = "console"
-
-
-class LogLevel(StrEnum):
-    """The least severe log records that are written."""
-
-    DEBUG = "DEBUG"
-    INFO = "INFO"
-    WARNING = "WARNING"
-    ERROR = "ERROR"
-
-    @classmethod
-    def _missing_(cls, value: object) -> "LogLevel | None":
-        # LOG_LEVEL=info is as common a spelling as LOG_LEVEL=INFO.
-        return cls.__members__.get(value.upper()) if isinstance(value, str) else None
 
 
 class BudgetCheck(StrEnum):
@@ -123,29 +104,6 @@ POOL_PROFILES: Final = MappingProxyType(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class LogSettings:
-    """How the service writes its log lines."""
-
-    format: LogFormat
-    level: LogLevel
-
-
-# Readable lines for a person at a terminal; one JSON object per line for a
-# log collector everywhere else.
-LOG_PROFILES: Final = MappingProxyType(
-    {
-        Profile.DEV: LogSettings(format=LogFormat.CONSOLE, level=LogLevel.INFO),
-        Profile.PROD: LogSettings(format=LogFormat.JSON, level=LogLevel.INFO),
-        Profile.HIGH_TRAFFIC: LogSettings(format=LogFormat.JSON, level=LogLevel.INFO),
-    }
-)
-
-# Requests allowed to queue for each connection of a busy pool. A queue this
-# long still drains quickly when queries are fast; under real overload, the
-# requests beyond it get their 503 at once instead of after pool_timeout.
-WAITING_PER_CONNECTION: Final = 4
-
 # How the service names itself to PostgreSQL (pg_stat_activity.application_name).
 SERVICE_NAME: Final = "{{ cookiecutter.project_slug }}"
 
@@ -163,19 +121,11 @@ _PLACEHOLDER_PASSWORDS: Final = frozenset(
 )
 _LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 _TLS_MODES: Final = frozenset({"require", "verify-ca", "verify-full"})
-# Variables whose values never appear in an error message; nor does any
-# DATABASES__<NAME>__URL.
-_SECRETS: Final = frozenset({"DATABASE_URL", "HEALTH_POOL_TOKEN"})
-
 # The name of the database DATABASE_URL points at, in health answers and messages.
 PRIMARY: Final = "primary"
 # Names of extra databases: single words, or words joined by single underscores,
 # since "__" separates the name from the setting in DATABASES__<NAME>__<SETTING>.
 _DATABASE_NAME: Final = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
-
-
-class SettingsError(Exception):
-    """The environment holds values the service cannot start with; one line per value."""
 
 
 def _valid_database_name(name: str) -> str:
@@ -329,24 +279,6 @@ class Settings(BaseSettings):
         )
 
     @property
-    def pool_max_waiting(self) -> int:
-        """How many requests may queue for a busy pool before more are turned away at once."""
-        if self.database_pool_max_waiting is not None:
-            return self.database_pool_max_waiting
-        return WAITING_PER_CONNECTION * self.pool.capacity
-
-    @property
-    def request_limit(self) -> int:
-        """How many requests may be in progress at once; more are answered 503 at once."""
-        if self.max_requests_in_flight is not None:
-            return self.max_requests_in_flight
-        # What the pools can serve and queue: a request beyond that would find
-        # a full queue at its pool anyway (see _PoolPlace in database.py).
-        return sum(
-            view.pool.capacity + view.pool_max_waiting for view in (self, *self.extra_databases())
-        )
-
-    @property
     def budget_check(self) -> BudgetCheck:
         """Whether start-up warns or fails when the pools could exceed the server's limit."""
         if self.database_budget_check is not None:
@@ -449,54 +381,9 @@ def _uses_tls(url: URL) -> bool:
     return any(url.query.get(key) in _TLS_MODES for key in ("ssl", "sslmode"))
 
 
-# Dependencies are coroutines on purpose: FastAPI runs plain functions in a
-# thread pool, which costs a thread hop per request for nothing.
-async def get_settings(request: Request) -> Settings:
-    """Return the settings the running application was built with."""
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-
 def load_settings(**values: Any) -> Settings:
     """Read the settings, turning validation errors into one line per variable."""
     try:
         return Settings(**values)
     except ValidationError as error:
-        raise SettingsError("\n".join(_describe(problem) for problem in error.errors())) from None
-
-
-def _describe(problem: Any) -> str:
-    message = str(problem["msg"]).removeprefix("Value error, ")
-    location = [str(part) for part in problem["loc"]]
-    if not location:
-        return message
-    # ("databases", "replica", "pool_size") was DATABASES__REPLICA__POOL_SIZE.
-    variable = "__".join(part for part in location if part != "[key]").upper()
-    if location[0] == "databases":
-        return _describe_extra_database(problem["type"], location, variable, message, problem)
-    if variable in _SECRETS or not isinstance(problem["input"], str | int | float):
-        return f"{variable}: {message}"
-    return f"{variable}={problem['input']!r}: {message}"
-
-
-def _describe_extra_database(
-    kind: str, location: list[str], variable: str, message: str, problem: Any
-) -> str:
-    if location[-1] == "[key]":
-        return f"{variable}__*: {message}"
-    if len(location) == 2:
-        return f"{variable}: not a setting; use {variable}__URL and the pool variables"
-    if kind == "missing":
-        return f"{variable}: required once any other {variable[: -len('URL')]}* variable is set"
-    settings = DatabaseSettings.model_fields
-    if kind == "extra_forbidden":
-        expected = ", ".join(name.upper() for name in settings)
-        message = f"not a setting of an extra database; expected one of {expected}"
-    # Only the known settings other than the URL are safe to show: a
-    # misspelt URL variable holds a password too.
-    if location[2] == "url" or location[2] not in settings:
-        return f"{variable}: {message}"
-    return f"{variable}={problem['input']!r}: {message}"
+        raise settings_error(error, DatabaseSettings.model_fields) from None

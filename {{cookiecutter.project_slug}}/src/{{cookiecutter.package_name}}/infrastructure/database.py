@@ -5,7 +5,6 @@ application starts, and `close_db` disposes of it when the application stops.
 """
 
 import asyncio
-import bisect
 import logging
 import time
 import uuid
@@ -15,9 +14,8 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
-from sqlalchemy import MetaData, event, text
+from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, DisconnectionError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -25,111 +23,34 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import NullPool
 
+from {{ cookiecutter.package_name }}.infrastructure.capacity import (
+    PoolPlace,
+    PoolStats,
+    check_connection_budget,
+    pool_max_waiting,
+)
 from {{ cookiecutter.package_name }}.infrastructure.config import (
     PRIMARY,
-    BudgetCheck,
     Pooler,
     Settings,
 )
+from {{ cookiecutter.package_name }}.infrastructure.orm import Base
 from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
-from {{ cookiecutter.package_name }}.logs import BurstReport
 
 logger = logging.getLogger(__name__)
 
-# Stable constraint names, so that migrations can refer to them by name.
-NAMING_CONVENTION: Final = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
 # A connection idle for longer than this is pinged before a request uses it.
 PING_AFTER_IDLE_SECONDS: Final = 1.0
-
-# Upper bounds, in seconds, of the buckets that count how long requests
-# waited for their connection: from an idle pool's instant checkout to the
-# longest pool timeout of the profiles.
-CHECKOUT_WAIT_BUCKETS: Final = (
-    0.001,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
 
 # The driver gives up on a statement this long after the server should have
 # cancelled it, so a hung connection cannot hold a request forever.
 COMMAND_TIMEOUT_MARGIN_SECONDS: Final = 5.0
 
 
-class Base(DeclarativeBase):
-    """Base class of every ORM model."""
-
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
 class DatabaseUnavailableError(Exception):
     """The database did not answer; the message is one line and holds no password."""
-
-
-class PoolExhaustedError(PoolTimeoutError):
-    """A request got no connection from `database`'s pool: it timed out, or was turned away."""
-
-    def __init__(self, message: str, database: "Database") -> None:
-        super().__init__(message)
-        # errors.py reports the exhaustion against this pool, not the primary's.
-        self.database = database
-
-
-class PoolSaturatedError(PoolExhaustedError):
-    """So many requests already wait for a connection that this one is turned away."""
-
-
-class ConnectionBudgetError(Exception):
-    """The pools of all workers could open more connections than the server allows."""
-
-
-@dataclass(slots=True)
-class PoolStats:
-    """Counters fed by pool events since the engine was built."""
-
-    connects: int = 0
-    checkouts: int = 0
-    invalidations: int = 0
-    timeouts: int = 0
-    # Requests of this process taking a connection right now, or queueing for one.
-    acquiring: int = 0
-    # Requests of this process holding a connection. Counted by the requests
-    # themselves, not as checkouts minus checkins: a request cancelled while it
-    # takes its connection fires a checkin without a checkout, and that drift
-    # would blind the guard in _PoolPlace for good.
-    holding: int = 0
-    # Pool timeouts are logged once per burst, not once per request.
-    timeout_report: BurstReport = field(default_factory=BurstReport)
-    # How long requests waited for their connection: a count per bucket of
-    # CHECKOUT_WAIT_BUCKETS (the last one for longer waits) and the sum. Plain
-    # counters rather than a metrics library's histogram, so that recording
-    # costs two clock reads and an addition whether or not anything reads them.
-    checkout_waits: list[int] = field(
-        default_factory=lambda: [0] * (len(CHECKOUT_WAIT_BUCKETS) + 1)
-    )
-    checkout_wait_seconds: float = 0.0
-
-    def record_checkout_wait(self, seconds: float) -> None:
-        """Count one request that waited `seconds` for its connection."""
-        self.checkout_waits[bisect.bisect_left(CHECKOUT_WAIT_BUCKETS, seconds)] += 1
-        self.checkout_wait_seconds += seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,11 +119,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 
 def _ping_idle_connections(engine: AsyncEngine) -> None:
-    # SQLAlchemy's pool_pre_ping costs a round trip (~0.2 ms of CPU here) on
-    # every checkout. A connection back from a request less than
-    # PING_AFTER_IDLE_SECONDS ago is all but certainly alive, so only idler
-    # ones are pinged; if a busy one did die, its first statement fails, the
-    # request gets a 503 and SQLAlchemy replaces every older connection.
+    # SQLAlchemy's pool_pre_ping costs a round trip on every checkout. A
+    # connection back from a request less than PING_AFTER_IDLE_SECONDS ago is
+    # all but certainly alive, so only idler ones are pinged; if a busy one did
+    # die, its request gets a 503 and SQLAlchemy replaces every older connection.
     def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         if time.monotonic() - record.info.get("returned_at", 0.0) > PING_AFTER_IDLE_SECONDS:
             try:
@@ -286,7 +206,7 @@ async def init_db(settings: Settings) -> Database:
         begin=transactional.begin,
         connect=engine.connect,
         capacity=settings.pool.capacity,
-        max_waiting=settings.pool_max_waiting,
+        max_waiting=pool_max_waiting(settings),
         stats=stats,
         name=settings.database_name,
     )
@@ -312,74 +232,6 @@ def _transaction_isolation(settings: Settings) -> str:
 async def close_db(database: Database) -> None:
     """Close every pooled connection; the engine cannot be used afterwards."""
     await database.engine.dispose()
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionLimit:
-    """How many connections the server accepts, and how many of them it keeps back."""
-
-    max_connections: int
-    reserved: int
-
-    @property
-    def available(self) -> int:
-        """The connections left for ordinary roles such as the service's."""
-        return self.max_connections - self.reserved
-
-
-async def read_connection_limit(connection: AsyncConnection) -> ConnectionLimit:
-    """Read max_connections and the connections the server reserves for special roles."""
-    rows = await connection.execute(
-        text(
-            "SELECT name, setting::int FROM pg_settings WHERE name IN "
-            "('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
-        )
-    )
-    server: dict[str, int] = {name: setting for name, setting in rows}
-    reserved = server.get("superuser_reserved_connections", 0) + server.get(
-        "reserved_connections", 0
-    )
-    return ConnectionLimit(max_connections=server["max_connections"], reserved=reserved)
-
-
-def peak_connections(settings: Settings) -> int:
-    """The most connections the pools of all workers may hold at once."""
-    return settings.web_concurrency * settings.pool.capacity
-
-
-async def check_connection_budget(connection: AsyncConnection, settings: Settings) -> None:
-    """Compare what all workers' pools may open with what the server accepts."""
-    if settings.budget_check is BudgetCheck.OFF:
-        return
-    if settings.database_pooler is Pooler.PGBOUNCER:
-        # The pools open connections to PgBouncer, which holds far fewer to the
-        # server; its own max_client_conn and pool sizes are the limits then.
-        logger.info("Connection budget not checked: the service runs behind PgBouncer")
-        return
-    # Every pool on this server shares its max_connections: the primary's and
-    # each extra database's there. The first of them to start checks the sum.
-    pools = settings.pools_on_this_server()
-    if pools[0][0] != settings.database_name:
-        return
-    limit = await read_connection_limit(connection)
-    workers = settings.web_concurrency
-    needed = workers * sum(pool.capacity for _, pool in pools)
-    if needed <= limit.available:
-        return
-    shares = [f"{pool.pool_size} pool + {pool.max_overflow} overflow" for _, pool in pools]
-    knobs = "DATABASE_POOL_SIZE, DATABASE_MAX_OVERFLOW"
-    if len(pools) > 1:
-        shares = [f"{name} {share}" for (name, _), share in zip(pools, shares, strict=True)]
-        knobs += " (or the DATABASES__<NAME>__ ones)"
-    message = (
-        f"connection budget exceeded: {workers} worker(s) x ({', '.join(shares)}) = {needed} > "
-        f"{limit.available} available (max_connections {limit.max_connections} - "
-        f"{limit.reserved} reserved); lower {knobs} or WEB_CONCURRENCY, raise max_connections, "
-        "or put PgBouncer in front"
-    )
-    if settings.budget_check is BudgetCheck.FAIL:
-        raise ConnectionBudgetError(f"{message} (DATABASE_BUDGET_CHECK=warn to start anyway)")
-    logger.warning(message)
 
 
 async def wait_for_database(settings: Settings) -> None:
@@ -415,6 +267,21 @@ def failure_reason(error: BaseException) -> str:
 
 
 @asynccontextmanager
+async def connect_once(settings: Settings) -> AsyncIterator[AsyncConnection]:
+    """Open one short-lived connection, set up like the service's: no pool, no echo."""
+    engine = create_async_engine(
+        settings.url, poolclass=NullPool, connect_args=connect_args(settings)
+    )
+    try:
+        async with engine.connect() as connection:
+            yield connection
+    except (OSError, TimeoutError, DBAPIError) as error:
+        raise DatabaseUnavailableError(describe_failure(settings, error)) from error
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
 async def session_scope(database: Database) -> AsyncIterator[AsyncSession]:
     """Give one session in one transaction: commit on success, roll back on error, close."""
     async with database.sessionmaker() as session, session.begin():
@@ -432,7 +299,7 @@ DatabaseDep = Annotated[Database, Depends(get_database)]
 
 async def get_db(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
     """Give the request its own session, committed before the response is sent."""
-    with _PoolPlace(database) as place:
+    with PoolPlace(database) as place:
         async with session_scope(database) as session:
             await session.connection()
             place.taken()
@@ -441,7 +308,7 @@ async def get_db(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
 
 async def get_read_db(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
     """Give a handler that only reads a session without a transaction around its queries."""
-    with _PoolPlace(database) as place:
+    with PoolPlace(database) as place:
         async with database.read_sessionmaker() as session:
             await session.connection()
             place.taken()
@@ -450,7 +317,7 @@ async def get_read_db(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
 
 async def get_connection(database: DatabaseDep) -> AsyncIterator[AsyncConnection]:
     """Give the request a connection in one transaction, committed before the response is sent."""
-    with _PoolPlace(database) as place:
+    with PoolPlace(database) as place:
         async with database.begin() as connection:
             place.taken()
             yield connection
@@ -458,57 +325,10 @@ async def get_connection(database: DatabaseDep) -> AsyncIterator[AsyncConnection
 
 async def get_read_connection(database: DatabaseDep) -> AsyncIterator[AsyncConnection]:
     """Give a handler that only reads a connection without a transaction around its queries."""
-    with _PoolPlace(database) as place:
+    with PoolPlace(database) as place:
         async with database.connect() as connection:
             place.taken()
             yield connection
-
-
-class _PoolPlace:
-    """One request's place at a pool: in the queue until it has its connection, then holding it.
-
-    Requests take their connection up front, rather than at the first query,
-    so that the queue is bounded: beyond max_waiting requests, one more could
-    not be served within pool_timeout anyway, and is answered at once. Those
-    still taking theirs count too: in a burst they all arrive before any has one.
-    """
-
-    __slots__ = ("_database", "_holding", "_started")
-
-    def __init__(self, database: Database) -> None:
-        self._database, self._holding = database, False
-
-    def __enter__(self) -> "_PoolPlace":
-        database, stats = self._database, self._database.stats
-        if stats.holding + stats.acquiring >= database.capacity + database.max_waiting:
-            raise PoolSaturatedError(
-                f"{stats.acquiring} requests already wait for {database.capacity} busy connections",
-                database,
-            )
-        stats.acquiring += 1
-        self._started = time.perf_counter()
-        return self
-
-    def taken(self) -> None:
-        """The request has its connection."""
-        stats = self._database.stats
-        stats.acquiring -= 1
-        stats.record_checkout_wait(time.perf_counter() - self._started)
-        stats.holding += 1
-        self._holding = True
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, _: object
-    ) -> None:
-        stats = self._database.stats
-        if self._holding:
-            stats.holding -= 1
-            return
-        stats.acquiring -= 1
-        stats.record_checkout_wait(time.perf_counter() - self._started)
-        if isinstance(error, PoolTimeoutError) and not isinstance(error, PoolExhaustedError):
-            # Timed out waiting for this pool: say which one ran dry.
-            raise PoolExhaustedError(str(error), self._database) from error
 
 
 # scope="function" runs the commit after the handler returns but before the
@@ -518,6 +338,6 @@ SessionDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_db, scope="function")]
 # The same for Core statements (select(), insert() ... on tables, text()):
 # a bare connection skips building a session, its transaction bookkeeping and
-# its identity map, about a fifth of the CPU of a one-row request (measured).
+# its identity map, which costs a hot path a measurable share of its CPU.
 ConnectionDep = Annotated[AsyncConnection, Depends(get_connection, scope="function")]
 ReadConnectionDep = Annotated[AsyncConnection, Depends(get_read_connection, scope="function")]

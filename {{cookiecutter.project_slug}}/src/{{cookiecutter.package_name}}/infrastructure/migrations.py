@@ -2,6 +2,7 @@
 
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -73,3 +74,8 @@ async def current_revisions(connection: AsyncConnection) -> tuple[str, ...]:
         return tuple(MigrationContext.configure(sync_connection).get_current_heads())
 
     return await connection.run_sync(read)
+
+
+def revision_names(revisions: Sequence[str]) -> str:
+    """Name the revisions for a message: sorted, or "base" for none."""
+    return ", ".join(sorted(revisions)) or "base"

@@ -7,7 +7,7 @@ from typing import Final
 from sqlalchemy import DateTime, Identity, Numeric, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from {{ cookiecutter.package_name }}.infrastructure.database import Base
+from {{ cookiecutter.package_name }}.infrastructure.orm import Base
 
 NAME_MAX_LENGTH: Final = 200
 DESCRIPTION_MAX_LENGTH: Final = 2000

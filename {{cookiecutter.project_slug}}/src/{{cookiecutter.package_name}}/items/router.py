@@ -4,20 +4,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 
-from {{ cookiecutter.package_name }}.errors import (
+from {{ cookiecutter.package_name }}.dependencies import (
+    ConnectionDep,
+    ReadConnectionDep,
+    ReplicaConnectionDep,
+    SessionDep,
+)
+from {{ cookiecutter.package_name }}.items import service
+from {{ cookiecutter.package_name }}.items.models import Item
+from {{ cookiecutter.package_name }}.items.schemas import ItemCreate, ItemPublic, ItemUpdate
+from {{ cookiecutter.package_name }}.responses import (
     DATABASE_UNAVAILABLE,
     INVALID_REQUEST,
     ErrorMessage,
 )
-from {{ cookiecutter.package_name }}.infrastructure.database import (
-    ConnectionDep,
-    ReadConnectionDep,
-    SessionDep,
-)
-from {{ cookiecutter.package_name }}.infrastructure.extra_databases import ReplicaConnectionDep
-from {{ cookiecutter.package_name }}.items import service
-from {{ cookiecutter.package_name }}.items.models import Item
-from {{ cookiecutter.package_name }}.items.schemas import ItemCreate, ItemPublic, ItemUpdate
 
 # The id column is a 32-bit integer; larger ids cannot exist, so they are a 422.
 MAX_ID = 2_147_483_647
