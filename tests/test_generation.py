@@ -1,6 +1,7 @@
 """Bake every supported option set and hold the result to the generated project's own gates."""
 
 import filecmp
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -95,6 +96,13 @@ def test_mypy_strict_is_clean(baked: Path, tmp_path_factory: pytest.TempPathFact
     cache = tmp_path_factory.getbasetemp() / "mypy-cache"
     result = run([tool("mypy"), "--strict", "--cache-dir", str(cache)], cwd=baked)
     assert "Success: no issues found" in result.stdout
+
+
+def test_import_contracts_hold(baked: Path) -> None:
+    # Every option set: the contracts name no module that only some of them have.
+    environment = {**os.environ, "PYTHONPATH": str(baked / "src")}
+    result = run([tool("lint-imports"), "--no-logo", "--no-cache"], cwd=baked, env=environment)
+    assert "0 broken" in result.stdout
 
 
 def test_files_follow_the_chosen_options(bake: Bake) -> None:
