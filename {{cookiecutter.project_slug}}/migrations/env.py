@@ -53,10 +53,10 @@ def run_migrations(connection: Connection) -> None:
 
 async def run_migrations_online() -> None:
     """Connect with a throwaway engine, migrate, and dispose of the engine."""
-    settings = migration_settings()
+    primary = migration_settings().database_configs()[0]
     # No pool: a migration is one short-lived connection, set up like the service's.
     engine = create_async_engine(
-        settings.url, poolclass=pool.NullPool, connect_args=connect_args(settings)
+        primary.url, poolclass=pool.NullPool, connect_args=connect_args(primary)
     )
     try:
         async with engine.connect() as connection:

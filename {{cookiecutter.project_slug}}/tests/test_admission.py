@@ -124,7 +124,7 @@ async def test_the_default_limit_is_what_the_pools_can_serve_and_queue(
     )
     assert limit_of(create_app(small)) == 3 + 2 + 7
     # Every database's pool counts: a request may use any one of them.
-    primary, replica = replica_settings, replica_settings.for_database("replica")
+    primary, replica = replica_settings.database_configs()
     expected = sum(
         view.pool.pool_size + view.pool.max_overflow + pool_max_waiting(view)
         for view in (primary, replica)

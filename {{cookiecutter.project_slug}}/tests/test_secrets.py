@@ -105,7 +105,7 @@ async def test_the_database_password_shows_nowhere(
                 _env_file=None,
                 database_url=unreachable.render_as_string(hide_password=False),
                 database_echo=True,
-            )
+            ).database_configs()[0]
         )
     assert PASSWORD not in str(failure.value)
     assert PASSWORD not in repr(failure.value)

@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         configure_logging(settings.logs)
         # Fail here, in one line, rather than in every worker with a traceback.
-        asyncio.run(wait_for_databases(settings))
+        asyncio.run(wait_for_databases(settings.database_configs()))
     except SettingsError as error:
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)

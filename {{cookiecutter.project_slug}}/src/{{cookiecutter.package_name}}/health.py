@@ -13,9 +13,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from {{ cookiecutter.package_name }}.admission import AdmissionDep
 from {{ cookiecutter.package_name }}.dependencies import SettingsDep
 from {{ cookiecutter.package_name }}.infrastructure.capacity import PoolFigures, pool_figures
-from {{ cookiecutter.package_name }}.infrastructure.config import PRIMARY, Profile
+from {{ cookiecutter.package_name }}.infrastructure.config import PRIMARY
 from {{ cookiecutter.package_name }}.infrastructure.database import Database, DatabaseDep
 from {{ cookiecutter.package_name }}.infrastructure.extra_databases import ExtraDatabasesDep
+from {{ cookiecutter.package_name }}.infrastructure.profiles import Profile
 from {{ cookiecutter.package_name }}.responses import ErrorMessage
 
 # A probe must answer quickly even when the pool is exhausted or the server hangs.

@@ -57,9 +57,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The engines (the primary's, then each extra database's) live exactly
         # as long as the application: built here rather than at import, and
         # disposed however the application stops, also if one fails to start.
-        database = await init_db(settings)
+        primary, *extras = settings.database_configs()
+        database = await init_db(primary)
         try:
-            async with open_extra_databases(settings) as extra_databases:
+            async with open_extra_databases(extras) as extra_databases:
                 app.state.database = database
                 app.state.extra_databases = extra_databases
                 yield

@@ -31,7 +31,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from {{ cookiecutter.package_name }}.access_log import unanswered_status
 from {{ cookiecutter.package_name }}.admission import Admission
 from {{ cookiecutter.package_name }}.health import require_pool_token
-from {{ cookiecutter.package_name }}.infrastructure.capacity import CHECKOUT_WAIT_BUCKETS, pool_figures
+from {{ cookiecutter.package_name }}.infrastructure.capacity import (
+    CHECKOUT_WAIT_BUCKETS,
+    pool_figures,
+)
 from {{ cookiecutter.package_name }}.infrastructure.config import PRIMARY
 from {{ cookiecutter.package_name }}.infrastructure.database import Database
 

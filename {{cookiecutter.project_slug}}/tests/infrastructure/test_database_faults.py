@@ -15,6 +15,7 @@ from sqlalchemy.pool import NullPool, QueuePool
 
 from {{ cookiecutter.package_name }}.infrastructure.capacity import ConnectionBudgetError
 from {{ cookiecutter.package_name }}.infrastructure.config import (
+    DatabaseConfig,
     Settings,
     load_settings,
 )
@@ -166,8 +167,10 @@ async def server_budget() -> tuple[int, int]:
     return max_connections, sum(reserved)
 
 
-def budget_settings(settings: Settings, *, workers: int, pool_size: int, check: str) -> Settings:
-    """The test settings for `workers` processes of `pool_size` + 1 connections each."""
+def budget_settings(
+    settings: Settings, *, workers: int, pool_size: int, check: str
+) -> DatabaseConfig:
+    """The test database for `workers` processes of `pool_size` + 1 connections each."""
     return load_settings(
         _env_file=None,
         database_url=settings.url,
@@ -177,7 +180,7 @@ def budget_settings(settings: Settings, *, workers: int, pool_size: int, check: 
         database_pool_size=pool_size,
         database_max_overflow=1,
         database_budget_check=check,
-    )
+    ).database_configs()[0]
 
 
 async def test_a_connection_budget_past_the_server_limit_fails_start_up_in_one_line(
@@ -241,7 +244,7 @@ async def wait_for_query(application_name: str, fragment: str, *, running: bool)
 async def test_session_scope_returns_its_connection_when_cancelled(
     settings: Settings, application_name: str, caplog: pytest.LogCaptureFixture, where: str
 ) -> None:
-    database = await init_db(settings)
+    database = await init_db(settings.database_configs()[0])
     caplog.set_level(logging.WARNING)
     holding = asyncio.Event()
     try:

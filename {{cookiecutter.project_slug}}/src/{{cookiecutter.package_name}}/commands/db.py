@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from alembic import command
@@ -20,11 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from {{ cookiecutter.package_name }}.commands import COMMAND
 from {{ cookiecutter.package_name }}.commands.status import show_status
-from {{ cookiecutter.package_name }}.infrastructure.config import (
-    BudgetCheck,
-    Settings,
-    load_settings,
-)
+from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import (
     DatabaseUnavailableError,
     connect_once,
@@ -39,6 +36,7 @@ from {{ cookiecutter.package_name }}.infrastructure.migrations import (
     head_revisions,
     revision_names,
 )
+from {{ cookiecutter.package_name }}.infrastructure.profiles import BudgetCheck
 from {{ cookiecutter.package_name }}.infrastructure.settings_errors import SettingsError
 from {{ cookiecutter.package_name }}.logs import configure_logging
 
@@ -170,7 +168,9 @@ def check_database(_args: argparse.Namespace, settings: Settings) -> int:
             "`alembic revision --autogenerate -m <what changed>`"
         ) from None
     except (OSError, TimeoutError, DBAPIError) as error:
-        raise DatabaseUnavailableError(describe_failure(settings, error)) from error
+        raise DatabaseUnavailableError(
+            describe_failure(settings.database_configs()[0], error)
+        ) from error
     print(f"{settings.safe_url} is at head ({revision_names(heads)}), as the models are")
     return 0
 
@@ -193,13 +193,14 @@ def _describe_difference(diff: Any) -> str:
 def wait_for_answer(_args: argparse.Namespace, settings: Settings) -> int:
     """Try each database the configured number of times; succeed once all have answered."""
     # Only whether they answer: the pool budget is for `serve` and `status` to judge.
-    quiet = settings.model_copy(
-        update={"database_echo": False, "database_budget_check": BudgetCheck.OFF}
-    )
+    quiet = [
+        replace(database, pool=replace(database.pool, echo=False), budget_check=BudgetCheck.OFF)
+        for database in settings.database_configs()
+    ]
     asyncio.run(wait_for_databases(quiet))
     return 0
 
 
 async def _read_revisions(settings: Settings) -> tuple[str, ...]:
-    async with connect_once(settings) as connection:
+    async with connect_once(settings.database_configs()[0]) as connection:
         return await current_revisions(connection)

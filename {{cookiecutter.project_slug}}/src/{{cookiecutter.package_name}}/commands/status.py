@@ -15,8 +15,11 @@ from {{ cookiecutter.package_name }}.infrastructure.capacity import (
     peak_connections,
     read_connection_limit,
 )
-from {{ cookiecutter.package_name }}.infrastructure.config import Pooler, Settings
-from {{ cookiecutter.package_name }}.infrastructure.database import DatabaseUnavailableError, connect_once
+from {{ cookiecutter.package_name }}.infrastructure.config import DatabaseConfig, Settings
+from {{ cookiecutter.package_name }}.infrastructure.database import (
+    DatabaseUnavailableError,
+    connect_once,
+)
 from {{ cookiecutter.package_name }}.infrastructure.migrations import (
     MigrationConfigError,
     alembic_config,
@@ -24,6 +27,7 @@ from {{ cookiecutter.package_name }}.infrastructure.migrations import (
     head_revisions,
     revision_names,
 )
+from {{ cookiecutter.package_name }}.infrastructure.profiles import Pooler
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,39 +49,42 @@ def show_status(_args: argparse.Namespace, settings: Settings) -> int:
     except (MigrationConfigError, CommandError) as error:
         # The rest of the report is still worth having.
         heads = str(error)
-    status = asyncio.run(_read_status(settings))
+    primary, *others = settings.database_configs()
+    status = asyncio.run(_read_status(primary))
     extras: dict[str, str] = {}
     unavailable = False
-    for view in settings.extra_databases():
+    for view in others:
         try:
             extras[view.url_variable] = _extra_line(view)
         except DatabaseUnavailableError as error:
             extras[view.url_variable] = f"unavailable: {error}"
             unavailable = True
     # Printed in full either way: the figures of the others are still worth having.
-    print("\n".join(_status_lines(settings, status, heads, extras)))
+    print("\n".join(_status_lines(primary, status, heads, extras)))
     return 1 if unavailable else 0
 
 
-def _extra_line(view: Settings) -> str:
+def _extra_line(view: DatabaseConfig) -> str:
     pool = view.pool
     server, connections = asyncio.run(_read_extra(view))
     states = ", ".join(f"{count} {state}" for state, count in connections.items())
     return (
         f"{view.safe_url}: PostgreSQL {server}; pool_size {pool.pool_size}, max_overflow "
         f"{pool.max_overflow}; {sum(connections.values())} named "
-        f"{view.database_application_name!r}{': ' + states if states else ''}"
+        f"{view.application_name!r}{': ' + states if states else ''}"
     )
 
 
-async def _read_extra(view: Settings) -> tuple[str, dict[str, int]]:
+async def _read_extra(view: DatabaseConfig) -> tuple[str, dict[str, int]]:
     async with connect_once(view) as connection:
         version = await connection.scalar(text("SHOW server_version"))
         connections = await _service_connections(connection, view)
     return str(version), connections
 
 
-async def _service_connections(connection: AsyncConnection, settings: Settings) -> dict[str, int]:
+async def _service_connections(
+    connection: AsyncConnection, settings: DatabaseConfig
+) -> dict[str, int]:
     # Without this command's own connection, which has the service's name too.
     rows = await connection.execute(
         text(
@@ -85,12 +92,12 @@ async def _service_connections(connection: AsyncConnection, settings: Settings) 
             "WHERE application_name = :name AND pid <> pg_backend_pid() "
             "GROUP BY 1 ORDER BY 2 DESC, 1"
         ),
-        {"name": settings.database_application_name},
+        {"name": settings.application_name},
     )
     return {str(state): int(count) for state, count in rows}
 
 
-async def _read_status(settings: Settings) -> Status:
+async def _read_status(settings: DatabaseConfig) -> Status:
     async with connect_once(settings) as connection:
         version = await connection.scalar(text("SHOW server_version"))
         limit = await read_connection_limit(connection)
@@ -109,12 +116,12 @@ async def _read_status(settings: Settings) -> Status:
 
 
 def _status_lines(
-    settings: Settings, status: Status, heads: Sequence[str] | str, extras: dict[str, str]
+    settings: DatabaseConfig, status: Status, heads: Sequence[str] | str, extras: dict[str, str]
 ) -> list[str]:
     pool = settings.pool
     limit = status.limit
     needed = peak_connections(settings)
-    if settings.database_pooler is Pooler.PGBOUNCER:
+    if settings.pooler is Pooler.PGBOUNCER:
         budget = "not checked: behind PgBouncer, its max_client_conn and pool sizes are the limits"
     else:
         verdict = "fits" if needed <= limit.available else "EXCEEDS the server's limit"
@@ -137,18 +144,18 @@ def _status_lines(
         "database": settings.safe_url,
         "server": f"PostgreSQL {status.server_version}",
         "profile": (
-            f"{settings.database_profile}: pool_size {pool.pool_size}, max_overflow "
+            f"{settings.profile}: pool_size {pool.pool_size}, max_overflow "
             f"{pool.max_overflow}, pool_timeout {pool.pool_timeout:g} s, pool_recycle "
             f"{pool.pool_recycle} s, pre-ping {'on' if pool.pool_pre_ping else 'off'}"
         ),
         "timeouts": (
             f"statement {pool.statement_timeout_ms} ms, idle in transaction "
             f"{pool.idle_in_transaction_timeout_ms} ms (0: none), "
-            f"connect {settings.database_connect_timeout:g} s"
+            f"connect {settings.connect_timeout:g} s"
         ),
         "budget": budget,
         "connections": (
-            f"{mine} named {settings.database_application_name!r}"
+            f"{mine} named {settings.application_name!r}"
             f"{': ' + states if states else ''}; {status.server_connections} on the server, "
             f"max_connections {limit.max_connections} ({limit.reserved} reserved)"
         ),

@@ -17,8 +17,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from {{ cookiecutter.package_name }}.infrastructure.config import BudgetCheck, Pooler, Settings
+from {{ cookiecutter.package_name }}.infrastructure.config import DatabaseConfig, Settings
 from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
+from {{ cookiecutter.package_name }}.infrastructure.profiles import BudgetCheck, Pooler
 from {{ cookiecutter.package_name }}.logs import BurstReport
 
 if TYPE_CHECKING:
@@ -151,11 +152,11 @@ class PoolPlace:
             raise PoolExhaustedError(str(error), self._database) from error
 
 
-def pool_max_waiting(settings: Settings) -> int:
+def pool_max_waiting(database: DatabaseConfig) -> int:
     """How many requests may queue for a busy pool before more are turned away at once."""
-    if settings.database_pool_max_waiting is not None:
-        return settings.database_pool_max_waiting
-    return WAITING_PER_CONNECTION * settings.pool.capacity
+    if database.max_waiting is not None:
+        return database.max_waiting
+    return WAITING_PER_CONNECTION * database.pool.capacity
 
 
 def request_limit(settings: Settings) -> int:
@@ -165,8 +166,8 @@ def request_limit(settings: Settings) -> int:
     # What the pools can serve and queue: a request beyond that would find
     # a full queue at its pool anyway (see PoolPlace).
     return sum(
-        view.pool.capacity + pool_max_waiting(view)
-        for view in (settings, *settings.extra_databases())
+        database.pool.capacity + pool_max_waiting(database)
+        for database in settings.database_configs()
     )
 
 
@@ -233,24 +234,24 @@ async def read_connection_limit(connection: AsyncConnection) -> ConnectionLimit:
     return ConnectionLimit(max_connections=server["max_connections"], reserved=reserved)
 
 
-def peak_connections(settings: Settings) -> int:
+def peak_connections(settings: DatabaseConfig) -> int:
     """The most connections the pools of all workers may hold at once."""
     return settings.web_concurrency * settings.pool.capacity
 
 
-async def check_connection_budget(connection: AsyncConnection, settings: Settings) -> None:
+async def check_connection_budget(connection: AsyncConnection, settings: DatabaseConfig) -> None:
     """Compare what all workers' pools may open with what the server accepts."""
     if settings.budget_check is BudgetCheck.OFF:
         return
-    if settings.database_pooler is Pooler.PGBOUNCER:
+    if settings.pooler is Pooler.PGBOUNCER:
         # The pools open connections to PgBouncer, which holds far fewer to the
         # server; its own max_client_conn and pool sizes are the limits then.
         logger.info("Connection budget not checked: the service runs behind PgBouncer")
         return
     # Every pool on this server shares its max_connections: the primary's and
     # each extra database's there. The first of them to start checks the sum.
-    pools = settings.pools_on_this_server()
-    if pools[0][0] != settings.database_name:
+    pools = settings.server_pools
+    if pools[0][0] != settings.name:
         return
     limit = await read_connection_limit(connection)
     workers = settings.web_concurrency

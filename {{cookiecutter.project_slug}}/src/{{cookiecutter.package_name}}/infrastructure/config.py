@@ -1,9 +1,7 @@
-"""Settings read from the environment, and the pool profiles they pick defaults from."""
+"""Settings read from the environment, and what each database is built from."""
 
 import re
-from dataclasses import dataclass, fields, replace
-from enum import StrEnum
-from types import MappingProxyType
+from dataclasses import dataclass, field, fields, replace
 from typing import Annotated, Any, Final
 
 from pydantic import (
@@ -11,98 +9,28 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import make_url
 
+from {{ cookiecutter.package_name }}.infrastructure.database_urls import (
+    postgresql_url,
+    refuse_unsafe_url,
+    server_of,
+)
+from {{ cookiecutter.package_name }}.infrastructure.profiles import (
+    POOL_PROFILES,
+    BudgetCheck,
+    Pooler,
+    PoolSettings,
+    Profile,
+)
 from {{ cookiecutter.package_name }}.infrastructure.settings_errors import settings_error
 from {{ cookiecutter.package_name }}.logs import LOG_PROFILES, LogFormat, LogLevel, LogSettings
-
-
-class Profile(StrEnum):
-    """A deployment shape; it picks the pool defaults."""
-
-    DEV = "dev"
-    PROD = "prod"
-    HIGH_TRAFFIC = "high-traffic"
-
-
-class BudgetCheck(StrEnum):
-    """What to do when the pools of all workers could exceed the server's connections."""
-
-    WARN = "warn"
-    FAIL = "fail"
-    OFF = "off"
-
-
-class Pooler(StrEnum):
-    """What stands between the service and PostgreSQL."""
-
-    NONE = "none"
-    PGBOUNCER = "pgbouncer"
-
-
-@dataclass(frozen=True, slots=True)
-class PoolSettings:
-    """How the engine's connection pool is sized and maintained."""
-
-    pool_size: int
-    max_overflow: int
-    pool_timeout: float
-    pool_recycle: int
-    pool_pre_ping: bool
-    echo: bool
-    # Server-side limits on how long one connection may be kept busy (0: none).
-    statement_timeout_ms: int
-    idle_in_transaction_timeout_ms: int
-
-    @property
-    def capacity(self) -> int:
-        """The most connections the pool holds at once: pool_size + max_overflow."""
-        return self.pool_size + self.max_overflow
-
-
-POOL_PROFILES: Final = MappingProxyType(
-    {
-        Profile.DEV: PoolSettings(
-            pool_size=5,
-            max_overflow=10,
-            pool_timeout=30,
-            pool_recycle=3600,
-            pool_pre_ping=True,
-            echo=True,
-            statement_timeout_ms=60_000,
-            idle_in_transaction_timeout_ms=120_000,
-        ),
-        Profile.PROD: PoolSettings(
-            pool_size=20,
-            max_overflow=40,
-            pool_timeout=30,
-            pool_recycle=3600,
-            pool_pre_ping=True,
-            echo=False,
-            statement_timeout_ms=15_000,
-            idle_in_transaction_timeout_ms=30_000,
-        ),
-        Profile.HIGH_TRAFFIC: PoolSettings(
-            pool_size=50,
-            max_overflow=100,
-            pool_timeout=10,
-            pool_recycle=1800,
-            pool_pre_ping=True,
-            echo=False,
-            statement_timeout_ms=5_000,
-            idle_in_transaction_timeout_ms=10_000,
-        ),
-    }
-)
-
 
 # How the service names itself to PostgreSQL (pg_stat_activity.application_name).
 SERVICE_NAME: Final = "{{ cookiecutter.project_slug }}"
@@ -111,16 +39,6 @@ SERVICE_NAME: Final = "{{ cookiecutter.project_slug }}"
 # checkout starts without a database server.
 DEV_SQLITE_URL: Final = "sqlite+aiosqlite:///./{{ cookiecutter.project_slug }}-dev.sqlite3"
 
-_DRIVERS: Final = {
-    "postgres": "postgresql+asyncpg",
-    "postgresql": "postgresql+asyncpg",
-    "postgresql+asyncpg": "postgresql+asyncpg",
-}
-_PLACEHOLDER_PASSWORDS: Final = frozenset(
-    {"", "postgres", "password", "changeme", "change-me", "secret", "admin", "example"}
-)
-_LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
-_TLS_MODES: Final = frozenset({"require", "verify-ca", "verify-full"})
 # The name of the database DATABASE_URL points at, in health answers and messages.
 PRIMARY: Final = "primary"
 # Names of extra databases: single words, or words joined by single underscores,
@@ -163,7 +81,38 @@ class DatabaseSettings(BaseModel):
         if not value.get_secret_value():
             raise ValueError("is empty; set it, or unset every variable of this database")
         sqlite = "SQLite is not supported for an extra database; give a postgresql+asyncpg:// URL"
-        return SecretStr(_postgresql_url(value.get_secret_value(), sqlite_message=sqlite))
+        return SecretStr(postgresql_url(value.get_secret_value(), sqlite_message=sqlite))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DatabaseConfig:
+    """One database, resolved: what its engine, budget audit and commands are built from."""
+
+    # PRIMARY, or the extra database's name (DATABASES__<NAME>__URL).
+    name: str
+    url_variable: str
+    # A secret: kept out of repr, shown only as safe_url.
+    url: str = field(repr=False)
+    pooler: Pooler
+    pool: PoolSettings
+    # DATABASE_POOL_MAX_WAITING as set; None leaves it to capacity.pool_max_waiting.
+    max_waiting: int | None
+    uses_dev_sqlite: bool
+    # Every pool of the service on this database's server, this one included, in start order.
+    server_pools: tuple[tuple[str, PoolSettings], ...] = ()
+    # The service's own, the same for every database.
+    profile: Profile
+    application_name: str
+    connect_timeout: float
+    connect_retries: int
+    connect_retry_delay: float
+    budget_check: BudgetCheck
+    web_concurrency: int
+
+    @property
+    def safe_url(self) -> str:
+        """The database URL with its password masked, for messages and logs."""
+        return make_url(self.url).render_as_string(hide_password=True)
 
 
 class Settings(BaseSettings):
@@ -210,11 +159,6 @@ class Settings(BaseSettings):
     log_level: LogLevel | None = None
     databases: dict[Annotated[str, AfterValidator(_valid_database_name)], DatabaseSettings] = {}
 
-    # Which database this copy of the settings describes: the primary, or an
-    # extra one as seen through for_database (and the settings it came from).
-    _database_name: str = PrivateAttr(default=PRIMARY)
-    _service: "Settings | None" = PrivateAttr(default=None)
-
     @field_validator("database_url")
     @classmethod
     def _use_async_driver(cls, value: SecretStr | None) -> SecretStr | None:
@@ -224,7 +168,7 @@ class Settings(BaseSettings):
             "SQLite is only the dev profile's built-in fallback; leave DATABASE_URL unset "
             "to use it, or give a postgresql+asyncpg:// URL"
         )
-        return SecretStr(_postgresql_url(value.get_secret_value(), sqlite_message=sqlite))
+        return SecretStr(postgresql_url(value.get_secret_value(), sqlite_message=sqlite))
 
     @model_validator(mode="after")
     def _require_a_safe_postgresql_outside_dev(self) -> "Settings":
@@ -239,8 +183,8 @@ class Settings(BaseSettings):
             )
         if self.database_allow_insecure:
             return self
-        for view in (self, *self.extra_databases()):
-            _refuse_unsafe_url(make_url(view.url), view.url_variable, profile)
+        for database in self.database_configs():
+            refuse_unsafe_url(make_url(database.url), database.url_variable, profile)
         return self
 
     @property
@@ -263,12 +207,10 @@ class Settings(BaseSettings):
     @property
     def pool(self) -> PoolSettings:
         """The profile's pool defaults with every explicitly set value applied."""
-        overrides = {
-            field.name: value
-            for field in fields(PoolSettings)
-            if (value := getattr(self, f"database_{field.name}")) is not None
+        values = {
+            field.name: getattr(self, f"database_{field.name}") for field in fields(PoolSettings)
         }
-        return replace(POOL_PROFILES[self.database_profile], **overrides)
+        return _pool(self.database_profile, values)
 
     @property
     def logs(self) -> LogSettings:
@@ -285,46 +227,53 @@ class Settings(BaseSettings):
             return self.database_budget_check
         return BudgetCheck.WARN if self.database_profile is Profile.DEV else BudgetCheck.FAIL
 
-    @property
-    def database_name(self) -> str:
-        """The name of the database these settings describe (PRIMARY for DATABASE_URL)."""
-        return self._database_name
-
-    @property
-    def url_variable(self) -> str:
-        """The variable that holds this database's URL, to name it in messages."""
-        if self._database_name == PRIMARY:
-            return "DATABASE_URL"
-        return f"DATABASES__{self._database_name.upper()}__URL"
-
-    def for_database(self, name: str) -> "Settings":
-        """Return the settings the extra database `name` is built with.
-
-        Its URL, pooler and pool values replace the primary's, so that every
-        engine is built, checked and guarded by the same code; the rest (the
-        profile, timeouts to connect, the application name) is the service's.
-        """
-        service = self._service or self
-        database = service.databases[name]
-        pool = {f"database_{key}": value for key, value in database if key != "url"}
-        view = service.model_copy(update={"database_url": database.url, **pool})
-        view._database_name, view._service = name, service
-        return view
-
-    def extra_databases(self) -> "list[Settings]":
-        """Return the settings of every extra database, in a stable order."""
-        service = self._service or self
-        return [service.for_database(name) for name in sorted(service.databases)]
-
-    def pools_on_this_server(self) -> "list[tuple[str, PoolSettings]]":
-        """Return every pool of the service that connects to this database's server."""
-        service = self._service or self
-        server = _server(self.url)
-        return [
-            (view.database_name, view.pool)
-            for view in (service, *service.extra_databases())
-            if not view.uses_dev_sqlite and _server(view.url) == server
+    def database_configs(self) -> tuple[DatabaseConfig, ...]:
+        """Return what each database is built from: the primary, then the extras by name."""
+        configs = [
+            self._database_config(
+                PRIMARY, self.url, self.database_pooler, self.pool, self.database_pool_max_waiting
+            )
         ]
+        for name, extra in sorted(self.databases.items()):
+            values = {field.name: getattr(extra, field.name) for field in fields(PoolSettings)}
+            pool = _pool(self.database_profile, values)
+            url = extra.url.get_secret_value()
+            configs.append(
+                self._database_config(name, url, extra.pooler, pool, extra.pool_max_waiting)
+            )
+        # Each database's budget audit sums every pool on its server.
+        pooled = [config for config in configs if not config.uses_dev_sqlite]
+        return tuple(
+            replace(
+                config,
+                server_pools=tuple(
+                    (other.name, other.pool)
+                    for other in pooled
+                    if server_of(other.url) == server_of(config.url)
+                ),
+            )
+            for config in configs
+        )
+
+    def _database_config(
+        self, name: str, url: str, pooler: Pooler, pool: PoolSettings, max_waiting: int | None
+    ) -> DatabaseConfig:
+        return DatabaseConfig(
+            name=name,
+            url_variable="DATABASE_URL" if name == PRIMARY else f"DATABASES__{name.upper()}__URL",
+            url=url,
+            pooler=pooler,
+            pool=pool,
+            max_waiting=max_waiting,
+            uses_dev_sqlite=name == PRIMARY and self.uses_dev_sqlite,
+            profile=self.database_profile,
+            application_name=self.database_application_name,
+            connect_timeout=self.database_connect_timeout,
+            connect_retries=self.database_connect_retries,
+            connect_retry_delay=self.database_connect_retry_delay,
+            budget_check=self.budget_check,
+            web_concurrency=self.web_concurrency,
+        )
 
     @property
     def pool_status_is_public(self) -> bool:
@@ -332,53 +281,10 @@ class Settings(BaseSettings):
         return self.database_profile is Profile.DEV and self.health_pool_token is None
 
 
-def _postgresql_url(raw: str, *, sqlite_message: str) -> str:
-    # The messages never include the URL: it may hold a password.
-    try:
-        url = make_url(raw)
-    except ArgumentError:
-        raise ValueError(
-            "not a database URL; expected postgresql+asyncpg://user:password@host:5432/name"
-        ) from None
-    if url.drivername.startswith("sqlite"):
-        raise ValueError(sqlite_message)
-    driver = _DRIVERS.get(url.drivername)
-    if driver is None:
-        raise ValueError(
-            f"driver {url.drivername!r} is not supported; use postgresql+asyncpg:// "
-            "(postgresql:// is accepted and switched to asyncpg)"
-        )
-    return url.set(drivername=driver).render_as_string(hide_password=False)
-
-
-def _refuse_unsafe_url(url: URL, variable: str, profile: Profile) -> None:
-    if (url.password or "") in _PLACEHOLDER_PASSWORDS:
-        raise ValueError(
-            f"{variable} has an empty or placeholder password, refused with "
-            f"DATABASE_PROFILE={profile}; use a real secret "
-            "(or DATABASE_ALLOW_INSECURE=true for a local trial)"
-        )
-    if not _is_local(url) and not _uses_tls(url):
-        raise ValueError(
-            f"{variable} reaches {url.host} without TLS, refused with "
-            f"DATABASE_PROFILE={profile}; add ?ssl=require "
-            "(or DATABASE_ALLOW_INSECURE=true on a private network)"
-        )
-
-
-def _server(url: str) -> tuple[str | None, int]:
-    # Pools reaching one host and port share its max_connections, whichever
-    # database they use there.
-    parsed = make_url(url)
-    return parsed.host, parsed.port or 5432
-
-
-def _is_local(url: URL) -> bool:
-    return url.host is None or url.host in _LOCAL_HOSTS or url.host.startswith("/")
-
-
-def _uses_tls(url: URL) -> bool:
-    return any(url.query.get(key) in _TLS_MODES for key in ("ssl", "sslmode"))
+def _pool(profile: Profile, values: dict[str, Any]) -> PoolSettings:
+    # The profile's defaults, with every value that was set explicitly.
+    overrides = {name: value for name, value in values.items() if value is not None}
+    return replace(POOL_PROFILES[profile], **overrides)
 
 
 def load_settings(**values: Any) -> Settings:

@@ -31,13 +31,10 @@ from {{ cookiecutter.package_name }}.infrastructure.capacity import (
     check_connection_budget,
     pool_max_waiting,
 )
-from {{ cookiecutter.package_name }}.infrastructure.config import (
-    PRIMARY,
-    Pooler,
-    Settings,
-)
+from {{ cookiecutter.package_name }}.infrastructure.config import PRIMARY, DatabaseConfig
 from {{ cookiecutter.package_name }}.infrastructure.orm import Base
 from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
+from {{ cookiecutter.package_name }}.infrastructure.profiles import Pooler
 
 logger = logging.getLogger(__name__)
 
@@ -72,16 +69,16 @@ class Database:
     name: str = PRIMARY
 
 
-def connect_args(settings: Settings) -> dict[str, Any]:
+def connect_args(settings: DatabaseConfig) -> dict[str, Any]:
     """What the driver gets with every new connection (migrations use it too)."""
     pool = settings.pool
-    args: dict[str, Any] = {"timeout": settings.database_connect_timeout}
+    args: dict[str, Any] = {"timeout": settings.connect_timeout}
     if settings.uses_dev_sqlite:
         return args
     args["server_settings"] = _server_settings(settings)
     if pool.statement_timeout_ms:
         args["command_timeout"] = pool.statement_timeout_ms / 1000 + COMMAND_TIMEOUT_MARGIN_SECONDS
-    if settings.database_pooler is Pooler.PGBOUNCER:
+    if settings.pooler is Pooler.PGBOUNCER:
         # In transaction mode PgBouncer gives each transaction whichever server
         # connection is free, where a statement prepared through another one
         # does not exist, or exists under the same name: no statement caches,
@@ -96,7 +93,7 @@ def _unique_statement_name() -> str:
     return f"__asyncpg_{uuid.uuid4().hex}__"
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: DatabaseConfig) -> AsyncEngine:
     """Build an engine whose pool follows the settings; it connects lazily."""
     pool = settings.pool
     engine = create_async_engine(
@@ -138,11 +135,11 @@ def _ping_idle_connections(engine: AsyncEngine) -> None:
     event.listen(engine.sync_engine, "checkin", on_checkin)
 
 
-def _server_settings(settings: Settings) -> dict[str, str]:
+def _server_settings(settings: DatabaseConfig) -> dict[str, str]:
     pool = settings.pool
     # Sent with every new connection, so no request can run or idle unbounded.
-    server_settings = {"application_name": settings.database_application_name}
-    if settings.database_pooler is Pooler.PGBOUNCER:
+    server_settings = {"application_name": settings.application_name}
+    if settings.pooler is Pooler.PGBOUNCER:
         # PgBouncer refuses these as startup parameters: set them on the role
         # instead (ALTER ROLE ... SET statement_timeout = ..., see README.md).
         return server_settings
@@ -172,7 +169,7 @@ def _count_pool_events(engine: AsyncEngine, stats: PoolStats) -> None:
     event.listen(engine.sync_engine, "invalidate", on_invalidate)
 
 
-async def init_db(settings: Settings) -> Database:
+async def init_db(settings: DatabaseConfig) -> Database:
     """Create the engine and session factory and make sure the database answers."""
     engine = create_engine(settings)
     stats = PoolStats()
@@ -194,7 +191,7 @@ async def init_db(settings: Settings) -> Database:
     except BaseException:
         await engine.dispose()
         raise
-    logger.info("Connected to %s (profile %s)", settings.safe_url, settings.database_profile)
+    logger.info("Connected to %s (profile %s)", settings.safe_url, settings.profile)
     # Objects stay readable after commit: responses are serialised from them.
     transactional = engine.execution_options(isolation_level=_transaction_isolation(settings))
     sessionmaker = async_sessionmaker(transactional, expire_on_commit=False)
@@ -208,23 +205,23 @@ async def init_db(settings: Settings) -> Database:
         capacity=settings.pool.capacity,
         max_waiting=pool_max_waiting(settings),
         stats=stats,
-        name=settings.database_name,
+        name=settings.name,
     )
 
 
-def _default_isolation(settings: Settings) -> str:
+def _default_isolation(settings: DatabaseConfig) -> str:
     # Connections default to autocommit, so a read is one round trip (no
     # BEGIN/COMMIT around a lone SELECT) and a ping sends one ";" rather than
     # BEGIN, ";" and ROLLBACK; writes get a real transaction from the
     # sessionmaker bound to _transaction_isolation. Behind PgBouncer every
     # statement must run inside a transaction, which pins one server
     # connection between preparing a statement and executing it.
-    if settings.database_pooler is Pooler.PGBOUNCER:
+    if settings.pooler is Pooler.PGBOUNCER:
         return _transaction_isolation(settings)
     return "AUTOCOMMIT"
 
 
-def _transaction_isolation(settings: Settings) -> str:
+def _transaction_isolation(settings: DatabaseConfig) -> str:
     # PostgreSQL's default level; SQLite knows no READ COMMITTED.
     return "SERIALIZABLE" if settings.uses_dev_sqlite else "READ COMMITTED"
 
@@ -234,10 +231,10 @@ async def close_db(database: Database) -> None:
     await database.engine.dispose()
 
 
-async def wait_for_database(settings: Settings) -> None:
+async def wait_for_database(settings: DatabaseConfig) -> None:
     """Try to reach the database a bounded number of times, backing off in between."""
-    attempts = settings.database_connect_retries + 1
-    delay = settings.database_connect_retry_delay
+    attempts = settings.connect_retries + 1
+    delay = settings.connect_retry_delay
     for attempt in range(1, attempts + 1):
         try:
             database = await init_db(settings)
@@ -254,7 +251,7 @@ async def wait_for_database(settings: Settings) -> None:
             return
 
 
-def describe_failure(settings: Settings, error: BaseException) -> str:
+def describe_failure(settings: DatabaseConfig, error: BaseException) -> str:
     """Say in one line, without the password, which database failed and why."""
     return f"cannot use the database at {settings.safe_url}: {failure_reason(error)}"
 
@@ -267,7 +264,7 @@ def failure_reason(error: BaseException) -> str:
 
 
 @asynccontextmanager
-async def connect_once(settings: Settings) -> AsyncIterator[AsyncConnection]:
+async def connect_once(settings: DatabaseConfig) -> AsyncIterator[AsyncConnection]:
     """Open one short-lived connection, set up like the service's: no pool, no echo."""
     engine = create_async_engine(
         settings.url, poolclass=NullPool, connect_args=connect_args(settings)
