@@ -105,6 +105,15 @@ def test_import_contracts_hold(baked: Path) -> None:
     assert "0 broken" in result.stdout
 
 
+def test_every_module_is_short(baked: Path) -> None:
+    # One job per module: a module past this has taken on a second one.
+    lengths = {
+        str(path.relative_to(baked)): len(path.read_text().splitlines())
+        for path in (baked / "src").rglob("*.py")
+    }
+    assert {path: length for path, length in lengths.items() if length > 350} == {}
+
+
 def test_files_follow_the_chosen_options(bake: Bake) -> None:
     everything = bake(use_docker=True, use_github_actions=True, use_prometheus=True)
     assert (everything / "Dockerfile").is_file()

@@ -73,11 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_config=None,
         access_log=False,
         # asyncio's loop rather than uvloop: libuv accepts one connection per
-        # loop turn, and a turn of a busy server lasts as long as one step of
-        # every request in flight, so under load new connections queued for
-        # seconds (at 256 concurrent connections the slowest answers took the
-        # whole run). asyncio accepts every waiting connection at once, and
-        # served as many requests a second here, the time going to Python.
+        # loop turn, so under load new connections queue behind every request
+        # in flight; asyncio accepts every waiting connection at once.
         loop="asyncio",
         http="httptools",
     )

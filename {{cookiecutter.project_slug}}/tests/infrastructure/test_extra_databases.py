@@ -29,7 +29,7 @@ from {{ cookiecutter.package_name }}.infrastructure.extra_databases import datab
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.main import create_app
 from tests.conftest import connection_count, in_process_client
-from tests.infrastructure.test_database_faults import server_budget
+from tests.infrastructure.test_capacity import server_budget
 from tests.proxy import TcpProxy
 
 
