@@ -27,9 +27,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Upper bounds, in seconds, of the buckets that count how long requests
-# waited for their connection: from an idle pool's instant checkout to the
-# longest pool timeout of the profiles.
+# Bounds (s) of the checkout-wait buckets: an idle pool's instant checkout up to
+# the longest pool timeout of the profiles.
 CHECKOUT_WAIT_BUCKETS: Final = (
     0.001,
     0.005,
@@ -45,9 +44,8 @@ CHECKOUT_WAIT_BUCKETS: Final = (
     10.0,
 )
 
-# Requests allowed to queue for each connection of a busy pool. A queue this
-# long still drains quickly when queries are fast; under real overload, the
-# requests beyond it get their 503 at once instead of after pool_timeout.
+# Requests that may queue per connection of a busy pool: a queue that drains quickly;
+# beyond it a request gets its 503 at once rather than after pool_timeout.
 WAITING_PER_CONNECTION: Final = 4
 
 
@@ -78,17 +76,13 @@ class PoolStats:
     timeouts: int = 0
     # Requests of this process taking a connection right now, or queueing for one.
     acquiring: int = 0
-    # Requests of this process holding a connection. Counted by the requests
-    # themselves, not as checkouts minus checkins: a request cancelled while it
-    # takes its connection fires a checkin without a checkout, and that drift
-    # would blind the guard in PoolPlace for good.
+    # Requests of this process holding a connection, counted by the requests: a request
+    # cancelled mid-checkout fires a checkin without a checkout, so pool events drift.
     holding: int = 0
     # Pool timeouts are logged once per burst, not once per request.
     timeout_report: BurstReport = field(default_factory=BurstReport)
-    # How long requests waited for their connection: a count per bucket of
-    # CHECKOUT_WAIT_BUCKETS (the last one for longer waits) and the sum. Plain
-    # counters rather than a metrics library's histogram, so that recording
-    # costs two clock reads and an addition whether or not anything reads them.
+    # Checkout waits per CHECKOUT_WAIT_BUCKETS bucket (the last for longer ones) and
+    # their sum: plain counters, so recording costs the same whether or not anyone reads.
     checkout_waits: list[int] = field(
         default_factory=lambda: [0] * (len(CHECKOUT_WAIT_BUCKETS) + 1)
     )

@@ -118,9 +118,8 @@ class DatabaseConfig:
 class Settings(BaseSettings):
     """Everything the service reads from its environment (or a `.env` file)."""
 
-    # DATABASES__REPLICA__POOL_SIZE=5 becomes databases["replica"].pool_size;
-    # one split at most below the name, so that DATABASES__REPLICA__NO__SUCH
-    # is refused as the misspelt setting "no__such" (names are lowercased).
+    # DATABASES__REPLICA__POOL_SIZE=5 is databases["replica"].pool_size; one split at most
+    # below the name, so DATABASES__REPLICA__NO__SUCH is refused as the setting "no__such".
     model_config = SettingsConfigDict(
         env_file=".env",
         extra="ignore",

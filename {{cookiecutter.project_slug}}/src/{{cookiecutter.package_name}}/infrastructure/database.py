@@ -79,10 +79,8 @@ def connect_args(settings: DatabaseConfig) -> dict[str, Any]:
     if pool.statement_timeout_ms:
         args["command_timeout"] = pool.statement_timeout_ms / 1000 + COMMAND_TIMEOUT_MARGIN_SECONDS
     if settings.pooler is Pooler.PGBOUNCER:
-        # In transaction mode PgBouncer gives each transaction whichever server
-        # connection is free, where a statement prepared through another one
-        # does not exist, or exists under the same name: no statement caches,
-        # and a name no other client can have chosen.
+        # Each transaction may land on another server connection: no statement
+        # caches, and prepared-statement names no other client can have chosen.
         args["statement_cache_size"] = 0
         args["prepared_statement_cache_size"] = 0
         args["prepared_statement_name_func"] = _unique_statement_name
@@ -116,10 +114,8 @@ def create_engine(settings: DatabaseConfig) -> AsyncEngine:
 
 
 def _ping_idle_connections(engine: AsyncEngine) -> None:
-    # SQLAlchemy's pool_pre_ping costs a round trip on every checkout. A
-    # connection back from a request less than PING_AFTER_IDLE_SECONDS ago is
-    # all but certainly alive, so only idler ones are pinged; if a busy one did
-    # die, its request gets a 503 and SQLAlchemy replaces every older connection.
+    # pool_pre_ping costs a round trip per checkout; a connection back less than
+    # PING_AFTER_IDLE_SECONDS ago is all but certainly alive, so it goes unpinged.
     def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         if time.monotonic() - record.info.get("returned_at", 0.0) > PING_AFTER_IDLE_SECONDS:
             try:
@@ -210,12 +206,8 @@ async def init_db(settings: DatabaseConfig) -> Database:
 
 
 def _default_isolation(settings: DatabaseConfig) -> str:
-    # Connections default to autocommit, so a read is one round trip (no
-    # BEGIN/COMMIT around a lone SELECT) and a ping sends one ";" rather than
-    # BEGIN, ";" and ROLLBACK; writes get a real transaction from the
-    # sessionmaker bound to _transaction_isolation. Behind PgBouncer every
-    # statement must run inside a transaction, which pins one server
-    # connection between preparing a statement and executing it.
+    # Autocommit spares a lone SELECT (and a ping) its BEGIN and COMMIT; writes get
+    # transactions from the sessionmaker. PgBouncer needs every statement in one.
     if settings.pooler is Pooler.PGBOUNCER:
         return _transaction_isolation(settings)
     return "AUTOCOMMIT"
@@ -333,8 +325,6 @@ async def get_read_connection(database: DatabaseDep) -> AsyncIterator[AsyncConne
 SessionDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
 # Only for handlers that never write: each query commits on its own.
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_db, scope="function")]
-# The same for Core statements (select(), insert() ... on tables, text()):
-# a bare connection skips building a session, its transaction bookkeeping and
-# its identity map, which costs a hot path a measurable share of its CPU.
+# The same for Core statements on a bare connection: no session to build, for hot paths.
 ConnectionDep = Annotated[AsyncConnection, Depends(get_connection, scope="function")]
 ReadConnectionDep = Annotated[AsyncConnection, Depends(get_read_connection, scope="function")]
