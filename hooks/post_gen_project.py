@@ -7,6 +7,7 @@ and merges the result, so the same answers must always give the same bytes.
 import shlex
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 # Which files belong to each optional feature; a feature that was not chosen
@@ -39,9 +40,18 @@ def remove_unchosen() -> None:
                 path.unlink()
 
 
-remove_unchosen()
-print(
-    f"""
+def rendered_for_cruft_to_compare() -> bool:
+    """Tell whether this is cruft's scratch render for an update or a diff, not a new project."""
+    # cruft records the template commit in its context; its update and diff render each
+    # version into a fresh temporary directory, where `cruft create` renders where asked.
+    by_cruft = "{{ cookiecutter.get('_commit', '') }}" != ""
+    scratch = Path.cwd().resolve().parent.parent == Path(tempfile.gettempdir()).resolve()
+    return by_cruft and scratch
+
+
+def next_steps() -> str:
+    """What to do with the new project, from its own directory."""
+    return f"""
 Created {{ cookiecutter.project_slug }}. Next steps, with uv (https://docs.astral.sh/uv/):
 
   cd {shlex.quote(str(Path.cwd()))}
@@ -54,7 +64,10 @@ Created {{ cookiecutter.project_slug }}. Next steps, with uv (https://docs.astra
       starts the history that template updates are merged into
 
 Then read README.md for configuration and pool profiles.
-""",
+"""
+
+
+remove_unchosen()
+if not rendered_for_cruft_to_compare():
     # stderr: `cruft diff` renders the template too, and its stdout must stay a clean patch.
-    file=sys.stderr,
-)
+    print(next_steps(), file=sys.stderr)

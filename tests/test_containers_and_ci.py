@@ -156,6 +156,7 @@ def test_both_python_stages_use_the_answered_version(project: Path, dockerfile: 
         for instruction in named(stage, "FROM")
     }
     python_bases = {base for base in bases if base.startswith("python:")}
+    assert (project / ".python-version").read_text().strip() == version
     # The builder and the final image must share an interpreter path: the
     # virtual environment's links point at it.
     assert python_bases == {f"python:{version}-slim"}
@@ -178,6 +179,9 @@ def test_builder_installs_dependencies_before_copying_the_source(dockerfile: str
     order = [builder_step(instruction) for instruction in builder]
     assert order.index("copy pyproject") < order.index("uv sync") < order.index("copy source")
     assert order[-1] == "uv sync", "the project is installed after its source is copied"
+    # With the pin beside pyproject.toml, uv refuses an image whose Python differs from it.
+    pinned = next(step for step in builder if builder_step(step) == "copy pyproject")
+    assert ".python-version" in pinned.words()
     syncs = [step.arguments for step in builder if builder_step(step) == "uv sync"]
     assert all("--no-dev" in sync for sync in syncs)
     # No uv.lock is committed yet: --locked or --frozen would fail the build.
@@ -509,9 +513,14 @@ def test_checkout_does_not_keep_the_token(workflow: dict[Any, Any]) -> None:
     assert checkout["with"]["persist-credentials"] is False
 
 
-def test_workflow_sets_up_the_answered_python(project: Path, workflow: dict[Any, Any]) -> None:
+def test_workflow_takes_python_from_the_pinned_version(
+    project: Path, workflow: dict[Any, Any]
+) -> None:
     setup = next(s for s in steps(workflow) if s.get("uses", "").startswith("astral-sh/setup-uv@"))
-    assert setup["with"]["python-version"] == python_version(project)
+    # setup-uv's python-version sets UV_PYTHON, which would override .python-version.
+    assert "python-version" not in setup.get("with", {})
+    assert "UV_PYTHON" not in str(workflow)
+    assert (project / ".python-version").read_text().strip() == python_version(project)
 
 
 def test_workflow_runs_the_gates_in_order(workflow: dict[Any, Any]) -> None:

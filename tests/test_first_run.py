@@ -16,7 +16,7 @@ from types import ModuleType
 import asyncpg
 import pytest
 
-from tests.baking import bake_into, environment_without_virtualenv, run
+from tests.baking import bake_into, environment_without_virtualenv, install_on_pinned_python, run
 
 # Nothing listens on the discard port: the configured server is unreachable.
 UNREACHABLE = "postgresql+asyncpg://postgres@127.0.0.1:9/postgres"
@@ -27,7 +27,7 @@ CLUSTER_PREFIX = "throwaway-postgres-"
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default project, baked and installed once for this module."""
     project = bake_into(tmp_path_factory.mktemp("first-run"))
-    run(["uv", "sync", "--quiet"], cwd=project, env=environment_without_virtualenv())
+    install_on_pinned_python(project)
     return project
 
 

@@ -10,7 +10,17 @@ from typing import Any
 import pytest
 from cookiecutter.exceptions import FailedHookException
 
-from tests.baking import TEMPLATE_DIR, Bake, bake_into, environment_without_virtualenv, run, tool
+from tests.baking import (
+    TEMPLATE_DIR,
+    Bake,
+    assert_ran_on,
+    bake_into,
+    environment_without_virtualenv,
+    install_on_pinned_python,
+    offered_python_versions,
+    run,
+    tool,
+)
 
 # The option sets the template supports, by name. Every one is baked, rendered
 # completely, and passes ruff and mypy --strict as generated.
@@ -35,10 +45,11 @@ SUPPORTED: dict[str, dict[str, Any]] = {
     "own-package-name": {"project_name": "Billing", "package_name": "billing_core"},
 }
 
-# The generated test suite runs against PostgreSQL for these.
-RUN_GENERATED_TESTS = ["default", "py313-bsd-prometheus"]
+# The generated test suite runs against PostgreSQL for these, each on the Python
+# its answer names: together they cover every offered version.
+RUN_GENERATED_TESTS = ["default", "py313-bsd-prometheus", "py311-apache"]
 
-UNRENDERED = re.compile(r"\{\{|\{%|%\}|cookiecutter\.")
+UNRENDERED = re.compile(r"\{\{|\{%|%\}|cookiecutter\.(?!json\b)")
 
 
 def files_of(project: Path) -> list[Path]:
@@ -81,7 +92,7 @@ def test_ruff_is_clean(baked: Path) -> None:
 
 
 def test_the_project_installs(baked: Path) -> None:
-    run(["uv", "sync", "--quiet", "--no-dev"], cwd=baked, env=environment_without_virtualenv())
+    install_on_pinned_python(baked, "--no-dev")
     run([str(baked / ".venv" / "bin" / "python"), "-c", "import " + package_of(baked)], cwd=baked)
 
 
@@ -170,7 +181,9 @@ def test_the_project_has_its_layout(bake: Bake) -> None:
         assert (package / f"{module}.py").is_file(), module
     for module in ["router", "schemas", "models", "service"]:
         assert (package / "items" / f"{module}.py").is_file(), module
-    assert len(list((project / "migrations" / "versions").glob("*.py"))) == 1
+    migrations = [path.name for path in (project / "migrations" / "versions").glob("*.py")]
+    assert migrations
+    assert all(re.fullmatch(r"\d{4}_\d{2}_\d{2}_\d{4}-\w+\.py", name) for name in migrations)
 
 
 def test_baking_twice_gives_identical_bytes(tmp_path: Path) -> None:
@@ -209,6 +222,7 @@ def test_answers_work_on_the_command_line(tmp_path: Path) -> None:
     assert not (project / ".github").exists()
     pyproject = (project / "pyproject.toml").read_text()
     assert 'target-version = "py313"' in pyproject
+    assert (project / ".python-version").read_text() == "3.13\n"
     assert "stock@example.org" in pyproject
     assert "Redistribution and use in source and binary forms" in (project / "LICENSE").read_text()
 
@@ -252,11 +266,13 @@ def test_bad_answers_are_refused_in_one_line(
 @pytest.mark.parametrize("name", RUN_GENERATED_TESTS)
 def test_generated_tests_pass_against_postgresql(tmp_path: Path, name: str) -> None:
     project = bake_into(tmp_path, **SUPPORTED[name])
-    env = environment_without_virtualenv()
-    run(["uv", "sync", "--quiet"], cwd=project, env=env)
+    version = SUPPORTED[name].get("python_version", offered_python_versions()[0])
+    env = install_on_pinned_python(project)
+    # Not -q: the header names the interpreter the tests ran on.
     result = run(
-        ["uv", "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project, env=env
+        ["uv", "run", "--no-sync", "pytest", "-p", "no:cacheprovider"], cwd=project, env=env
     )
+    assert_ran_on(result.stdout, version)
     summary = result.stdout.strip().splitlines()[-1]
     assert re.search(r"\d+ passed", summary) and "failed" not in summary, summary
     assert "skipped" not in summary, "the generated tests must never skip silently"

@@ -7,13 +7,20 @@ from alembic import context
 from alembic.util import CommandError
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import {{ cookiecutter.package_name }}.items.models  # noqa: F401  (registers the tables)
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
-from {{ cookiecutter.package_name }}.infrastructure.database import connect_args
+from {{ cookiecutter.package_name }}.infrastructure.database import (
+    connect_args,
+    describe_failure,
+    failure_reason,
+)
 from {{ cookiecutter.package_name }}.infrastructure.orm import Base
 from {{ cookiecutter.package_name }}.infrastructure.settings_errors import SettingsError
+
+# One line per domain: importing its models registers its tables for autogenerate.
+from {{ cookiecutter.package_name }}.items import models as items_models  # noqa: F401
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -59,8 +66,19 @@ async def run_migrations_online() -> None:
         primary.url, poolclass=pool.NullPool, connect_args=connect_args(primary)
     )
     try:
-        async with engine.connect() as connection:
+        # Alembic prints a CommandError as one line; anything else would be a long traceback.
+        try:
+            connection = await engine.connect()
+        except (OSError, TimeoutError, DBAPIError) as error:
+            raise CommandError(describe_failure(primary, error)) from None
+        try:
             await connection.run_sync(run_migrations)
+        except DBAPIError as error:
+            raise CommandError(
+                f"migrating {primary.safe_url} failed: {failure_reason(error)}"
+            ) from None
+        finally:
+            await connection.close()
     finally:
         await engine.dispose()
 

@@ -27,6 +27,7 @@ from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import Database
+from {{ cookiecutter.package_name }}.infrastructure.orm import Base
 from {{ cookiecutter.package_name }}.main import create_app
 from tests.postgres_cluster import throwaway_cluster_instead
 from tests.proxy import TcpProxy
@@ -218,14 +219,24 @@ async def in_process_client(
         yield client
 
 
+async def empty_tables(connection: AsyncConnection) -> None:
+    """Empty every table of the models and restart their ids, whatever refers to what."""
+    # From the metadata, so a new domain's tables, and those referring to
+    # them, are emptied too; the application's import registered them all.
+    quote = connection.dialect.identifier_preparer.format_table
+    names = ", ".join(quote(table) for table in Base.metadata.sorted_tables)
+    if names:
+        await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
 @pytest.fixture
 async def committing_client(app: FastAPI) -> AsyncIterator[AsyncClient]:
-    """A client whose writes are really committed; the items table is emptied afterwards."""
+    """A client whose writes are really committed; every table is emptied afterwards."""
     async with in_process_client(app) as client:
         yield client
     database: Database = app.state.database
     async with database.engine.begin() as connection:
-        await connection.execute(text("TRUNCATE items RESTART IDENTITY"))
+        await empty_tables(connection)
 
 
 @pytest.fixture

@@ -21,23 +21,31 @@ class TcpProxy:
 
     async def cut(self) -> None:
         """Stop listening and drop every open connection, like a server that went away."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
+        if server is not None:
+            # Last: since Python 3.12.1 this waits until every accepted connection is gone.
+            await server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Known from the start, so that a cut while connecting upstream drops it too.
+        self._writers.add(writer)
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(
                 self.target_host, self.target_port
             )
         except OSError:
+            self._writers.discard(writer)
             writer.transport.abort()
             return
-        self._writers.update((writer, upstream_writer))
+        if writer not in self._writers:  # cut meanwhile
+            upstream_writer.transport.abort()
+            return
+        self._writers.add(upstream_writer)
         await asyncio.gather(
             self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
         )

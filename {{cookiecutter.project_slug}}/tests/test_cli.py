@@ -1,13 +1,20 @@
 """`serve` refuses to start in one line per problem, with an exit code that says which kind."""
 
 import asyncio
+import importlib
+import sqlite3
+from contextlib import closing
 
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.package_name }} import cli
+from {{ cookiecutter.package_name }}.infrastructure.config import DEV_SQLITE_URL
 from tests.conftest import admin_url, connection_count
 
 PASSWORD = "Xq7-cli-not-a-real-pw"
@@ -138,3 +145,88 @@ def test_a_connection_budget_past_the_server_limit_exits_1_in_one_line(
         f"error: connection budget exceeded: 1 worker(s) x ({pool_size} pool + 10 overflow)"
     )
     assert asyncio.run(connection_count(application_name, expected=0)) == 0
+
+
+def start_and_stop_instead_of_serving(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make `serve` build the application as uvicorn would, start it, and stop it at once."""
+
+    def run(app: str, *, factory: bool, **_: object) -> None:
+        assert factory
+        module, name = app.split(":")
+        application: FastAPI = getattr(importlib.import_module(module), name)()
+
+        async def start_and_stop() -> None:
+            async with application.router.lifespan_context(application):
+                pass
+
+        asyncio.run(start_and_stop())
+
+    monkeypatch.setattr(uvicorn, "run", run)
+
+
+def test_serve_says_connected_once(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    database_url: str,
+    application_name: str,
+) -> None:
+    start_and_stop_instead_of_serving(monkeypatch)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DATABASE_APPLICATION_NAME", application_name)
+    monkeypatch.setenv("DATABASE_ECHO", "false")
+    code, lines = serve(capsys)
+    assert code == 0
+    connected = [line for line in lines if "Connected to " in line]
+    assert len(connected) == 1, lines
+
+
+def test_serve_warns_about_what_allowing_insecure_settings_lets_through(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    database_url: str,
+    application_name: str,
+) -> None:
+    if make_url(database_url).password:
+        pytest.skip("TEST_DATABASE_URL has a password; the prod profile refuses only a missing one")
+    start_and_stop_instead_of_serving(monkeypatch)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DATABASE_APPLICATION_NAME", application_name)
+    monkeypatch.setenv("DATABASE_PROFILE", "prod")
+    monkeypatch.setenv("DATABASE_POOL_SIZE", "2")
+    monkeypatch.setenv("DATABASE_MAX_OVERFLOW", "0")
+    monkeypatch.setenv("LOG_FORMAT", "console")
+    monkeypatch.setenv("DATABASE_ALLOW_INSECURE", "false")
+    refused, lines = serve(capsys)
+    assert (refused, len(lines)) == (2, 1), lines
+    monkeypatch.setenv("DATABASE_ALLOW_INSECURE", "true")
+    code, lines = serve(capsys)
+    assert code == 0
+    warnings = [line for line in lines if "DATABASE_ALLOW_INSECURE" in line]
+    assert warnings == [
+        "WARNING:  {{ cookiecutter.package_name }}.main: DATABASE_ALLOW_INSECURE=true lets "
+        "through what DATABASE_PROFILE=prod refuses: DATABASE_URL has an empty or placeholder "
+        "password"
+    ], lines
+
+
+def test_serve_brings_a_stale_dev_sqlite_file_up_to_date_before_any_worker_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = make_url(DEV_SQLITE_URL).database
+    assert path is not None
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(200))")
+    columns_when_serving: list[str] = []
+
+    def run(_app: str, **_: object) -> None:
+        with closing(sqlite3.connect(path)) as connection:
+            rows = connection.execute("SELECT name FROM pragma_table_info('items')").fetchall()
+        columns_when_serving.extend(name for (name,) in rows)
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.setenv("DATABASE_ECHO", "false")
+    code, lines = serve(capsys)
+    assert code == 0
+    assert "description" in columns_when_serving
+    rebuilt = [line for line in lines if "built from other models" in line]
+    assert len(rebuilt) == 1, lines

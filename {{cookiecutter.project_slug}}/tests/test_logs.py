@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from {{ cookiecutter.package_name }}.infrastructure.config import (
     Settings,
@@ -138,3 +139,27 @@ def test_the_log_level_applies_to_the_service_and_uvicorn(
         "ERROR:    {{ cookiecutter.package_name }}.test: error",
         "ERROR:    alembic: error",
     ]
+
+
+async def test_sql_echo_shows_the_statements_sent_and_nothing_that_reads_like_a_failure(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = create_app(settings.model_copy(update={"database_echo": True}))
+    async with in_process_client(app, lifespan=True) as client:
+        # Start-up's own checks are not echoed.
+        assert "sqlalchemy.engine" not in capsys.readouterr().err
+        # A read runs on an autocommit connection, where SQLAlchemy notes a
+        # BEGIN and a ROLLBACK that it does not send.
+        await client.get("/items/1", headers={"X-Request-ID": "echo-read"})
+        database: Database = app.state.database
+        async with database.begin() as connection:
+            await connection.execute(text("SELECT 1"))
+    echoed = [
+        line.split("sqlalchemy.engine.Engine: ", 1)[1]
+        for line in capsys.readouterr().err.splitlines()
+        if "sqlalchemy.engine.Engine: " in line
+    ]
+    # Each statement (its parameters on a line of their own, in brackets), and
+    # the real transaction's BEGIN and COMMIT; no notes about the DBAPI.
+    sql = [message.split()[0] for message in echoed if not message.startswith("[")]
+    assert sql == ["SELECT", "BEGIN", "SELECT", "COMMIT"], echoed

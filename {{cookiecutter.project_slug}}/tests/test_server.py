@@ -1,6 +1,7 @@
 """The real server process: overload is answered in time, SIGTERM drains and disposes."""
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -30,6 +31,8 @@ ANSWER_BOUND = POOL_TIMEOUT + 1.0
 BUSY_CONNECTIONS = 100
 NEW_CONNECTIONS = 100
 LIVENESS_REQUEST = b"GET /health/live HTTP/1.1\r\nHost: test\r\n\r\n"
+# How long the server's processes get to exit on SIGTERM before they are killed.
+STOP_GRACE = 10.0
 COMMAND = str(Path(sys.executable).with_name("{{ cookiecutter.project_slug }}"))
 
 
@@ -48,6 +51,28 @@ class Server:
         return self.log.read_text()
 
 
+def end_process_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server and its workers, then SIGKILL whatever is left after a bound."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE
+    while group_is_alive(process) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def group_is_alive(process: subprocess.Popen[bytes]) -> bool:
+    """Whether any process of the server's group still exists (workers may outlive it)."""
+    process.poll()  # reap the server itself once it has exited
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 StartServer = Callable[..., Server]
 
 
@@ -55,7 +80,11 @@ StartServer = Callable[..., Server]
 def start_server(
     database_url: str, application_name: str, unused_tcp_port: int, tmp_path: Path
 ) -> Iterator[StartServer]:
-    """Start `serve` on a free port with extra environment variables; stop it afterwards."""
+    """Start `serve` on a free port with extra environment variables; end it afterwards.
+
+    Each server leads a process group of its own, and the group is ended, so that
+    no worker is left listening when the server itself has died or a test failed.
+    """
     processes: list[subprocess.Popen[bytes]] = []
     # A file, not a pipe: a pipe nobody reads fills up and blocks the server.
     log = tmp_path / "server.log"
@@ -73,6 +102,7 @@ def start_server(
                 env=env,
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         processes.append(process)
         deadline = time.monotonic() + 30
@@ -83,15 +113,12 @@ def start_server(
                 time.sleep(0.1)
             else:
                 return Server(process, unused_tcp_port, log)
-        process.kill()
-        process.wait()
+        end_process_group(process)
         pytest.fail(f"the server did not start:\n{log.read_text()}", pytrace=False)
 
     yield start
     for process in processes:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        end_process_group(process)
 
 
 async def raw_request(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, float]:
@@ -333,3 +360,18 @@ async def test_prod_writes_every_line_as_json_with_one_access_line_per_request(
     assert access[-1]["request_id"] == missing.headers["X-Request-ID"]
     assert all(entry["path"] == "/health/live" for entry in access[:-2])
     assert "Xq7-query" not in output
+
+
+async def test_ending_a_server_whose_supervisor_died_leaves_no_worker_listening(
+    start_server: StartServer,
+) -> None:
+    server = start_server(WEB_CONCURRENCY="2")
+    # Only the supervisor dies, as when a test run is killed: its workers keep the port.
+    server.process.kill()
+    server.process.wait()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+        assert (await client.get("/health/live")).status_code == 200
+    end_process_group(server.process)
+    assert not group_is_alive(server.process)
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", server.port)

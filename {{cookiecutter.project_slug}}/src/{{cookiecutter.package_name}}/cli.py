@@ -46,8 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         configure_logging(settings.logs)
-        # Fail here, in one line, rather than in every worker with a traceback.
-        asyncio.run(wait_for_databases(settings.database_configs()))
+        # Fail here, in one line, rather than in every worker with a traceback;
+        # success is logged once, by the application that then connects.
+        asyncio.run(wait_for_databases(settings.database_configs(), announce=False))
     except SettingsError as error:
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)

@@ -66,6 +66,15 @@ LOG_PROFILES: Final[Mapping[str, "LogSettings"]] = MappingProxyType(
     }
 )
 
+# SQL echo's notes on an autocommit connection (every read's): BEGIN, COMMIT
+# and ROLLBACK that do nothing there, in wording that reads like a failure.
+_AUTOCOMMIT_NOTES: Final = (
+    "BEGIN (implicit; DBAPI should not BEGIN",
+    "COMMIT using DBAPI connection.commit()",
+    "ROLLBACK using DBAPI connection.rollback()",
+    "ROLLBACK will be skipped by skip_autocommit_rollback",
+)
+
 # What every LogRecord has; anything else on a record came from `extra=`.
 _RECORD_ATTRIBUTES: Final = frozenset(vars(logging.makeLogRecord({}))) | {
     "message",
@@ -105,6 +114,14 @@ class RequestIdFilter(logging.Filter):
         """Set `record.request_id`; never drop a record."""
         record.request_id = current_request_id.get()
         return True
+
+
+class AutocommitNoteFilter(logging.Filter):
+    """Drop SQL echo's notes on transactions an autocommit connection does not have."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record but those notes."""
+        return not (isinstance(record.msg, str) and record.msg.startswith(_AUTOCOMMIT_NOTES))
 
 
 class JsonFormatter(logging.Formatter):
@@ -177,6 +194,9 @@ def configure_logging(logs: LogSettings) -> None:
     sqlalchemy_engine = logging.getLogger("sqlalchemy.engine.Engine")
     if not sqlalchemy_engine.handlers:
         sqlalchemy_engine.addHandler(logging.NullHandler())
+    # Echo then shows the statements sent, and the transactions that are real.
+    if not any(isinstance(found, AutocommitNoteFilter) for found in sqlalchemy_engine.filters):
+        sqlalchemy_engine.addFilter(AutocommitNoteFilter())
 
 
 @functools.lru_cache(maxsize=4)

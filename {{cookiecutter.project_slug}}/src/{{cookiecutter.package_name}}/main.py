@@ -1,5 +1,6 @@
 """Build the application: validated settings in, a FastAPI app that owns its database out."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,7 +11,10 @@ from starlette.types import ASGIApp
 from {{ cookiecutter.package_name }} import health
 from {{ cookiecutter.package_name }}.access_log import RequestLogMiddleware, document_request_id
 from {{ cookiecutter.package_name }}.admission import Admission, AdmissionMiddleware
-from {{ cookiecutter.package_name }}.errors import register_error_handlers
+from {{ cookiecutter.package_name }}.errors import (
+    document_constraint_answers,
+    register_error_handlers,
+)
 from {{ cookiecutter.package_name }}.infrastructure.capacity import request_limit
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import close_db, init_db
@@ -20,6 +24,8 @@ from {{ cookiecutter.package_name }}.logs import configure_logging
 {%- if cookiecutter.use_prometheus %}
 from {{ cookiecutter.package_name }}.metrics import add_metrics
 {%- endif %}
+
+logger = logging.getLogger(__name__)
 
 
 class Service(FastAPI):
@@ -35,10 +41,11 @@ class Service(FastAPI):
         return RequestLogMiddleware(stack)
 
     def openapi(self) -> dict[str, Any]:
-        """Build the OpenAPI document once, with the header RequestLogMiddleware adds."""
+        """Build the OpenAPI document once, with the answers the middleware and handlers add."""
         if self.openapi_schema is None:
-            # FastAPI keeps the document it returns, so the header stays in it.
+            # FastAPI keeps the document it returns, so the additions stay in it.
             schema = super().openapi()
+            document_constraint_answers(schema)
             document_request_id(schema)
             return schema
         return self.openapi_schema
@@ -57,6 +64,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The engines (the primary's, then each extra database's) live exactly
         # as long as the application: built here rather than at import, and
         # disposed however the application stops, also if one fails to start.
+        if insecurities := settings.allowed_insecurities:
+            logger.warning(
+                "DATABASE_ALLOW_INSECURE=true lets through what DATABASE_PROFILE=%s refuses: %s",
+                settings.database_profile,
+                "; ".join(insecurities),
+            )
         primary, *extras = settings.database_configs()
         database = await init_db(primary)
         try:

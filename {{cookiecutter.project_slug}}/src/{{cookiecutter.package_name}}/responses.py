@@ -59,6 +59,17 @@ INVALID_REQUEST: Final[dict[str, Any]] = {
     "model": InvalidRequest,
     "description": "The request does not validate; nothing was changed",
 }
+CONFLICT: Final[dict[str, Any]] = {
+    "model": ErrorMessage,
+    "description": "The change conflicts with stored data (a unique value already taken, or a "
+    "row still referenced by others); the detail names the database constraint; nothing was "
+    "changed",
+    "content": {
+        "application/json": {
+            "example": {"detail": "Conflicts with stored data (constraint uq_items_name)"}
+        }
+    },
+}
 DATABASE_UNAVAILABLE: Final[dict[str, Any]] = {
     "model": ErrorMessage,
     "description": "The database is unavailable or too slow, or the service is at capacity; "

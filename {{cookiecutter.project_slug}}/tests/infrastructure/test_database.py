@@ -4,23 +4,51 @@ They commit, roll back, and always give the connection back.
 """
 
 import asyncio
+import logging
+import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import closing
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from fastapi import FastAPI, HTTPException, status
 from httpx import AsyncClient
-from sqlalchemy import func, insert, select, text
+from pydantic import SecretStr
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
+from {{ cookiecutter.package_name }}.infrastructure.config import (
+    DEV_SQLITE_URL,
+    Settings,
+    load_settings,
+)
 from {{ cookiecutter.package_name }}.infrastructure.database import (
     ConnectionDep,
     Database,
     SessionDep,
+    close_db,
+    init_db,
     session_scope,
 )
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.items.schemas import ItemCreate
+from {{ cookiecutter.package_name }}.main import create_app
+from tests.conftest import admin_url, empty_tables, in_process_client, run_admin_statement
 
 NEW_ITEM = ItemCreate.model_validate({"name": "Teapot", "price": "12.00"})
 
@@ -111,7 +139,7 @@ async def test_a_successful_write_is_committed(
     [
         ("refuse", status.HTTP_409_CONFLICT),
         ("crash", status.HTTP_500_INTERNAL_SERVER_ERROR),
-        ("fail-at-commit", status.HTTP_500_INTERNAL_SERVER_ERROR),
+        ("fail-at-commit", status.HTTP_409_CONFLICT),
     ],
 )
 async def test_a_failing_request_leaves_nothing_behind(
@@ -171,11 +199,11 @@ def checked_out(database: Database) -> int:
 
 @pytest.fixture
 async def database(app: FastAPI) -> AsyncIterator[Database]:
-    """The running application's database; items written through it are removed afterwards."""
+    """The running application's database; what was written through it is removed afterwards."""
     database: Database = app.state.database
     yield database
     async with database.engine.begin() as connection:
-        await connection.execute(text("TRUNCATE items RESTART IDENTITY"))
+        await empty_tables(connection)
 
 
 async def test_session_scope_commits_on_success(database: Database, database_url: str) -> None:
@@ -195,3 +223,120 @@ async def test_session_scope_rolls_back_on_error(database: Database, database_ur
         await consume()
     assert await committed_item_count(database_url) == 0
     assert checked_out(database) == 0
+
+
+# The dev profile's SQLite file behaves like PostgreSQL where a team would notice.
+
+
+def dev_sqlite_settings() -> Settings:
+    """The dev profile without DATABASE_URL: the SQLite file in the test's directory."""
+    return load_settings(_env_file=None, database_echo=False)
+
+
+async def test_dev_sqlite_enforces_foreign_keys() -> None:
+    # A table of the test's own, so that the items example stays yours to change.
+    orders = Table(
+        "orders_probe",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("item_id", ForeignKey(Item.__table__.c.id), nullable=False),
+    )
+    database = await init_db(dev_sqlite_settings().database_configs()[0])
+    try:
+        async with database.begin() as connection:
+            await connection.run_sync(orders.create)
+            await write_item(connection)
+            await connection.execute(insert(orders).values(item_id=1))
+        for statement in (insert(orders).values(item_id=2), delete(Item)):
+            with pytest.raises(IntegrityError, match="FOREIGN KEY constraint failed"):
+                async with database.begin() as connection:
+                    await connection.execute(statement)
+    finally:
+        await close_db(database)
+
+
+async def test_dev_sqlite_keeps_timestamps_zoned_in_utc() -> None:
+    noon_in_paris = datetime(2026, 6, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    database = await init_db(dev_sqlite_settings().database_configs()[0])
+    try:
+        async with database.begin() as connection:
+            await write_item(connection)
+            await connection.execute(
+                insert(Item).values(name="Clock", price=1, created_at=noon_in_paris)
+            )
+            stamps = (await connection.execute(select(Item.created_at).order_by(Item.id))).scalars()
+            by_default, given = list(stamps)
+            later = select(func.count()).where(
+                Item.created_at > datetime(2026, 6, 1, 9, 59, tzinfo=UTC)
+            )
+            assert await connection.scalar(later) == 2
+    finally:
+        await close_db(database)
+    # Set by the database's CURRENT_TIMESTAMP, and given with another zone: both UTC.
+    assert by_default.tzinfo is UTC
+    assert (given, given.tzinfo) == (noon_in_paris, UTC)
+
+
+def write_old_dev_schema() -> None:
+    """Leave a dev SQLite file whose items table predates a column of the model."""
+    path = make_url(DEV_SQLITE_URL).database
+    assert path is not None
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute(
+            "CREATE TABLE items (id INTEGER NOT NULL PRIMARY KEY, name VARCHAR(200) NOT NULL, "
+            "created_at DATETIME DEFAULT CURRENT_TIMESTAMP NOT NULL)"
+        )
+        connection.execute("INSERT INTO items (name) VALUES ('from the old models')")
+        connection.commit()
+
+
+async def test_a_dev_sqlite_file_from_older_models_is_rebuilt_at_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    write_old_dev_schema()
+    app = create_app(dev_sqlite_settings())
+    with caplog.at_level(logging.WARNING):
+        async with in_process_client(app, lifespan=True) as client:
+            created = await client.post("/items", json=NEW_ITEM.model_dump(mode="json"))
+            assert created.status_code == 201, created.text
+            found = await client.get(f"/items/{created.json()['id']}")
+    assert found.status_code == 200, found.text
+    rebuilt = [
+        r.getMessage() for r in caplog.records if "built from other models" in r.getMessage()
+    ]
+    assert len(rebuilt) == 1, caplog.text
+    assert "add_column items.description" in rebuilt[0]
+
+
+async def test_a_dev_sqlite_file_that_fits_the_models_keeps_its_rows(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = create_app(dev_sqlite_settings())
+    async with in_process_client(app, lifespan=True) as client:
+        created = await client.post("/items", json=NEW_ITEM.model_dump(mode="json"))
+        assert created.status_code == 201, created.text
+    app = create_app(dev_sqlite_settings())
+    async with in_process_client(app, lifespan=True) as client:
+        found = await client.get(f"/items/{created.json()['id']}")
+    assert found.status_code == 200, found.text
+    assert "built from other models" not in caplog.text
+
+
+async def test_dev_on_postgresql_names_the_command_when_the_database_is_behind(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = f"test_behind_{uuid.uuid4().hex[:12]}"
+    await run_admin_statement(f'CREATE DATABASE "{name}"')
+    behind = admin_url().set(database=name).render_as_string(hide_password=False)
+    try:
+        for url in (settings.url, behind):
+            behind_or_not = settings.model_copy(update={"database_url": SecretStr(url)})
+            database = await init_db(behind_or_not.database_configs()[0])
+            await close_db(database)
+    finally:
+        await run_admin_statement(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    hints = [r.getMessage() for r in caplog.records if "db upgrade" in r.getMessage()]
+    # Only the database without the migrations; the one at head gets no hint.
+    assert len(hints) == 1, hints
+    assert f"/{name} is at base, not at the migrations' head " in hints[0]
+    assert hints[0].endswith("; run `uv run {{ cookiecutter.project_slug }} db upgrade`")

@@ -28,17 +28,17 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
 from {{ cookiecutter.package_name }}.infrastructure.extra_databases import database_session
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.main import create_app
-from tests.conftest import connection_count, in_process_client
+from tests.conftest import connection_count, empty_tables, in_process_client
 from tests.infrastructure.test_capacity import server_budget
 from tests.proxy import TcpProxy
 
 
-async def run_on(url: str, statement: str) -> None:
-    """Run one statement on the database at `url`, outside the application."""
+async def empty_tables_at(url: str) -> None:
+    """Empty every table of the database at `url`, outside the application."""
     engine = create_async_engine(url, poolclass=NullPool)
     try:
         async with engine.begin() as connection:
-            await connection.execute(text(statement))
+            await empty_tables(connection)
     finally:
         await engine.dispose()
 
@@ -67,10 +67,10 @@ async def item_names(url: str) -> list[str]:
 async def two_databases(
     database_url: str, replica_database_url: str
 ) -> AsyncIterator[tuple[str, str]]:
-    """The primary's and the replica's URLs; both items tables are emptied afterwards."""
+    """The primary's and the replica's URLs; both databases' tables are emptied afterwards."""
     yield database_url, replica_database_url
     for url in (database_url, replica_database_url):
-        await run_on(url, "TRUNCATE items RESTART IDENTITY")
+        await empty_tables_at(url)
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ EXPECTED_STATUS = {
     "pair-committed": status.HTTP_200_OK,
     "pair-refused": status.HTTP_409_CONFLICT,
     "pair-crashed": status.HTTP_500_INTERNAL_SERVER_ERROR,
-    "commit-failed": status.HTTP_500_INTERNAL_SERVER_ERROR,
+    "commit-failed": status.HTTP_409_CONFLICT,
     "pair-disconnected": None,
 }
 FAILING = {"pair-refused", "pair-crashed", "commit-failed"}

@@ -157,7 +157,7 @@ def check_database(_args: argparse.Namespace, settings: Settings) -> int:
     if set(current) != set(heads):
         raise DriftError(
             f"{settings.safe_url} is at {revision_names(current)}, not at head "
-            f"{revision_names(heads)}; run `{COMMAND} db upgrade`"
+            f"{revision_names(heads)}; run `uv run {COMMAND} db upgrade`"
         )
     try:
         command.check(config)
@@ -165,7 +165,7 @@ def check_database(_args: argparse.Namespace, settings: Settings) -> int:
         changes = ", ".join(_describe_difference(diff) for diff in error.diffs)
         raise DriftError(
             f"the models differ from the migrations ({changes}); write a migration with "
-            "`alembic revision --autogenerate -m <what changed>`"
+            '`uv run alembic revision --autogenerate -m "<what changed>"`'
         ) from None
     except (OSError, TimeoutError, DBAPIError) as error:
         raise DatabaseUnavailableError(

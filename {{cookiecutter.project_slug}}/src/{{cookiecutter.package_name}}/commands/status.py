@@ -138,7 +138,7 @@ def _status_lines(
     else:
         revision = (
             f"{revision_names(status.revisions)}, head is {revision_names(heads)}: "
-            f"run `{COMMAND} db upgrade`"
+            f"run `uv run {COMMAND} db upgrade`"
         )
     fields = {
         "database": settings.safe_url,

@@ -19,8 +19,8 @@ from sqlalchemy.engine import make_url
 
 from {{ cookiecutter.package_name }}.infrastructure.database_urls import (
     postgresql_url,
-    refuse_unsafe_url,
     server_of,
+    unsafe_url_problems,
 )
 from {{ cookiecutter.package_name }}.infrastructure.profiles import (
     POOL_PROFILES,
@@ -183,8 +183,21 @@ class Settings(BaseSettings):
         if self.database_allow_insecure:
             return self
         for database in self.database_configs():
-            refuse_unsafe_url(make_url(database.url), database.url_variable, profile)
+            url = make_url(database.url)
+            for problem, remedy in unsafe_url_problems(url, database.url_variable):
+                raise ValueError(f"{problem}, refused with DATABASE_PROFILE={profile}; {remedy}")
         return self
+
+    @property
+    def allowed_insecurities(self) -> list[str]:
+        """What DATABASE_ALLOW_INSECURE=true lets through that this profile would refuse."""
+        if not self.database_allow_insecure or self.database_profile is Profile.DEV:
+            return []
+        return [
+            problem
+            for database in self.database_configs()
+            for problem, _ in unsafe_url_problems(make_url(database.url), database.url_variable)
+        ]
 
     @property
     def url(self) -> str:

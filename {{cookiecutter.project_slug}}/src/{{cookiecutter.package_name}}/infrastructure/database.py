@@ -32,9 +32,13 @@ from {{ cookiecutter.package_name }}.infrastructure.capacity import (
     pool_max_waiting,
 )
 from {{ cookiecutter.package_name }}.infrastructure.config import PRIMARY, DatabaseConfig
-from {{ cookiecutter.package_name }}.infrastructure.orm import Base
+from {{ cookiecutter.package_name }}.infrastructure.dev_database import (
+    behave_like_postgresql,
+    build_dev_schema,
+    hint_if_behind_migrations,
+)
 from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
-from {{ cookiecutter.package_name }}.infrastructure.profiles import Pooler
+from {{ cookiecutter.package_name }}.infrastructure.profiles import Pooler, Profile
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +114,8 @@ def create_engine(settings: DatabaseConfig) -> AsyncEngine:
     )
     if pool.pool_pre_ping:
         _ping_idle_connections(engine)
+    if settings.uses_dev_sqlite:
+        behave_like_postgresql(engine)
     return engine
 
 
@@ -165,29 +171,42 @@ def _count_pool_events(engine: AsyncEngine, stats: PoolStats) -> None:
     event.listen(engine.sync_engine, "invalidate", on_invalidate)
 
 
-async def init_db(settings: DatabaseConfig) -> Database:
-    """Create the engine and session factory and make sure the database answers."""
+async def init_db(settings: DatabaseConfig, *, announce: bool = True) -> Database:
+    """Create the engine and session factory and make sure the database answers.
+
+    Without `announce`, success is not logged: for a check before the real start.
+    """
     engine = create_engine(settings)
     stats = PoolStats()
     _count_pool_events(engine, stats)
+    # SQL echo is for the service's own statements, not for these checks.
+    echo, engine.sync_engine.echo = engine.sync_engine.echo, False
     try:
         async with engine.begin() as connection:
             if settings.uses_dev_sqlite:
-                logger.warning(
-                    "DATABASE_URL is not set: using the local SQLite file %s (dev profile only)",
-                    settings.safe_url,
-                )
-                # Only for the throwaway dev database; real ones are built by migrations.
-                await connection.run_sync(Base.metadata.create_all)
+                if announce:
+                    logger.warning(
+                        "DATABASE_URL is not set: using the local SQLite file %s "
+                        "(dev profile only)",
+                        settings.safe_url,
+                    )
+                await connection.run_sync(build_dev_schema, settings.safe_url)
             else:
                 await check_connection_budget(connection, settings)
+                # The migrations are the primary's; an extra database has its own schema.
+                primary = settings.name == PRIMARY
+                if announce and primary and settings.profile is Profile.DEV:
+                    await hint_if_behind_migrations(connection, settings)
     except (OSError, TimeoutError, DBAPIError) as error:
         await engine.dispose()
         raise DatabaseUnavailableError(describe_failure(settings, error)) from error
     except BaseException:
         await engine.dispose()
         raise
-    logger.info("Connected to %s (profile %s)", settings.safe_url, settings.profile)
+    finally:
+        engine.sync_engine.echo = echo
+    if announce:
+        logger.info("Connected to %s (profile %s)", settings.safe_url, settings.profile)
     # Objects stay readable after commit: responses are serialised from them.
     transactional = engine.execution_options(isolation_level=_transaction_isolation(settings))
     sessionmaker = async_sessionmaker(transactional, expire_on_commit=False)
@@ -223,13 +242,14 @@ async def close_db(database: Database) -> None:
     await database.engine.dispose()
 
 
-async def wait_for_database(settings: DatabaseConfig) -> None:
+async def wait_for_database(settings: DatabaseConfig, *, announce: bool = True) -> None:
     """Try to reach the database a bounded number of times, backing off in between."""
-    attempts = settings.connect_retries + 1
+    # A local file that cannot be opened will not open a moment later either.
+    attempts = 1 if settings.uses_dev_sqlite else settings.connect_retries + 1
     delay = settings.connect_retry_delay
     for attempt in range(1, attempts + 1):
         try:
-            database = await init_db(settings)
+            database = await init_db(settings, announce=announce)
         except DatabaseUnavailableError as error:
             if attempt == attempts:
                 raise

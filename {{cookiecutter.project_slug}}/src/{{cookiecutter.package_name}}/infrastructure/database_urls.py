@@ -36,20 +36,27 @@ def postgresql_url(raw: str, *, sqlite_message: str) -> str:
     return url.set(drivername=driver).render_as_string(hide_password=False)
 
 
-def refuse_unsafe_url(url: URL, variable: str, profile: str) -> None:
-    """Refuse a placeholder password, or a remote server reached without TLS."""
+def unsafe_url_problems(url: URL, variable: str) -> list[tuple[str, str]]:
+    """What makes `url` unsafe outside dev, each with what to do about it.
+
+    A placeholder password, or a remote server reached without TLS.
+    """
+    problems = []
     if (url.password or "") in _PLACEHOLDER_PASSWORDS:
-        raise ValueError(
-            f"{variable} has an empty or placeholder password, refused with "
-            f"DATABASE_PROFILE={profile}; use a real secret "
-            "(or DATABASE_ALLOW_INSECURE=true for a local trial)"
+        problems.append(
+            (
+                f"{variable} has an empty or placeholder password",
+                "use a real secret (or DATABASE_ALLOW_INSECURE=true for a local trial)",
+            )
         )
     if not _is_local(url) and not _uses_tls(url):
-        raise ValueError(
-            f"{variable} reaches {url.host} without TLS, refused with "
-            f"DATABASE_PROFILE={profile}; add ?ssl=require "
-            "(or DATABASE_ALLOW_INSECURE=true on a private network)"
+        problems.append(
+            (
+                f"{variable} reaches {url.host} without TLS",
+                "add ?ssl=require (or DATABASE_ALLOW_INSECURE=true on a private network)",
+            )
         )
+    return problems
 
 
 def server_of(url: str) -> tuple[str | None, int]:

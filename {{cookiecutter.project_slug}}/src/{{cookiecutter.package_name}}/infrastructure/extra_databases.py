@@ -59,14 +59,15 @@ async def open_extra_databases(
         yield databases
 
 
-async def wait_for_databases(databases: Iterable[DatabaseConfig]) -> None:
-    """Wait for the primary (unless it is the dev SQLite file), then each extra database."""
+async def wait_for_databases(databases: Iterable[DatabaseConfig], *, announce: bool = True) -> None:
+    """Wait for the primary, then each extra database."""
+    # The dev SQLite file too: its schema is brought up to date here, once,
+    # before any worker starts on it.
     primary, *extras = databases
-    if not primary.uses_dev_sqlite:
-        await wait_for_database(primary)
+    await wait_for_database(primary, announce=announce)
     for view in extras:
         try:
-            await wait_for_database(view)
+            await wait_for_database(view, announce=announce)
         except DatabaseUnavailableError as error:
             raise DatabaseUnavailableError(f"{view.url_variable}: {error}") from error
 

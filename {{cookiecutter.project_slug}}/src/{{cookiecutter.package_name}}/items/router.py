@@ -7,12 +7,20 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from {{ cookiecutter.package_name }}.dependencies import (
     ConnectionDep,
     ReadConnectionDep,
+    ReadSessionDep,
     ReplicaConnectionDep,
     SessionDep,
 )
 from {{ cookiecutter.package_name }}.items import service
 from {{ cookiecutter.package_name }}.items.models import Item
-from {{ cookiecutter.package_name }}.items.schemas import ItemCreate, ItemPublic, ItemUpdate
+from {{ cookiecutter.package_name }}.items.schemas import (
+    ItemCreate,
+    ItemPublic,
+    ItemUpdate,
+    ItemWithReviews,
+    ReviewCreate,
+    ReviewPublic,
+)
 from {{ cookiecutter.package_name }}.responses import (
     DATABASE_UNAVAILABLE,
     INVALID_REQUEST,
@@ -102,3 +110,19 @@ async def update_item(item: ItemDep, data: ItemUpdate, session: SessionDep) -> I
 async def delete_item(item: ItemDep, session: SessionDep) -> None:
     """Delete an item."""
     await service.delete_item(session=session, item=item)
+
+
+@router.get("/{item_id}/reviews", responses=NOT_FOUND)
+async def get_item_with_reviews(item_id: ItemId, session: ReadSessionDep) -> ItemWithReviews:
+    """Return one item with its reviews, oldest first."""
+    item = await service.get_item_with_reviews(session=session, item_id=item_id)
+    if item is None:
+        raise not_found(item_id)
+    return ItemWithReviews.model_validate(item)
+
+
+@router.post("/{item_id}/reviews", status_code=status.HTTP_201_CREATED, responses=NOT_FOUND)
+async def create_review(item: ItemDep, data: ReviewCreate, session: SessionDep) -> ReviewPublic:
+    """Review an item."""
+    review = await service.create_review(session=session, item=item, data=data)
+    return ReviewPublic.model_validate(review)

@@ -14,10 +14,13 @@ from pydantic import (
 )
 
 from {{ cookiecutter.package_name }}.items.models import (
+    COMMENT_MAX_LENGTH,
     DESCRIPTION_MAX_LENGTH,
     NAME_MAX_LENGTH,
     PRICE_DECIMAL_PLACES,
     PRICE_DIGITS,
+    RATING_MAX,
+    RATING_MIN,
 )
 
 # PostgreSQL text cannot hold NUL characters: refuse them as bad input (422)
@@ -101,3 +104,73 @@ class ItemPublic(BaseModel):
     description: str | None
     price: Decimal
     created_at: datetime
+
+
+Comment = Annotated[str, StringConstraints(max_length=COMMENT_MAX_LENGTH, pattern=_NO_NUL)]
+
+
+class ReviewCreate(BaseModel):
+    """A new review of an item."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"rating": 5, "comment": "Keeps the coffee hot"}]},
+    )
+
+    rating: int = Field(ge=RATING_MIN, le=RATING_MAX)
+    comment: Comment | None = None
+
+
+class ReviewPublic(BaseModel):
+    """A review as the API shows it."""
+
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 7,
+                    "item_id": 42,
+                    "rating": 5,
+                    "comment": "Keeps the coffee hot",
+                    "created_at": "2026-11-23T10:00:00Z",
+                }
+            ]
+        },
+    )
+
+    id: int
+    item_id: int
+    rating: int
+    comment: str | None
+    created_at: datetime
+
+
+class ItemWithReviews(ItemPublic):
+    """An item and its reviews, oldest first."""
+
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 42,
+                    "name": "Espresso cup",
+                    "description": "Porcelain, 80 ml",
+                    "price": "9.50",
+                    "created_at": "2026-11-22T09:30:00Z",
+                    "reviews": [
+                        {
+                            "id": 7,
+                            "item_id": 42,
+                            "rating": 5,
+                            "comment": "Keeps the coffee hot",
+                            "created_at": "2026-11-23T10:00:00Z",
+                        }
+                    ],
+                }
+            ]
+        },
+    )
+
+    reviews: list[ReviewPublic]

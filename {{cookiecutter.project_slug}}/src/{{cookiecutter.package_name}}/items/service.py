@@ -12,9 +12,10 @@ from typing import Any, Final, cast
 
 from sqlalchemy import Row, Table, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import selectinload
 
-from {{ cookiecutter.package_name }}.items.models import Item
-from {{ cookiecutter.package_name }}.items.schemas import ItemCreate, ItemUpdate
+from {{ cookiecutter.package_name }}.items.models import Item, Review
+from {{ cookiecutter.package_name }}.items.schemas import ItemCreate, ItemUpdate, ReviewCreate
 
 # SQLAlchemy types a mapped class's table as the FromClause it could be.
 _ITEMS: Final = cast(Table, Item.__table__)
@@ -58,6 +59,22 @@ async def update_item(*, session: AsyncSession, item: Item, data: ItemUpdate) ->
 
 
 async def delete_item(*, session: AsyncSession, item: Item) -> None:
-    """Delete the item."""
+    """Delete the item; the database refuses while reviews refer to it (errors.py: 409)."""
     await session.delete(item)
     await session.flush()
+
+
+async def get_item_with_reviews(*, session: AsyncSession, item_id: int) -> Item | None:
+    """Load the item with this id and its reviews, or return None."""
+    # One more SELECT ... WHERE item_id IN (...) loads the reviews now; a lazy
+    # load later would raise (lazy="raise"), as it cannot run under asyncio.
+    statement = select(Item).where(Item.id == item_id).options(selectinload(Item.reviews))
+    return await session.scalar(statement)
+
+
+async def create_review(*, session: AsyncSession, item: Item, data: ReviewCreate) -> Review:
+    """Add a review of the item and return it as stored."""
+    review = Review(item_id=item.id, **data.model_dump())
+    session.add(review)
+    await session.flush()
+    return review

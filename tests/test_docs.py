@@ -1,0 +1,237 @@
+"""The generated docs work as written: every Python snippet type-checks or runs, the steps succeed.
+
+A snippet that is deliberately partial is skipped only when the line right above its
+fence says why: `<!-- snippet: not checked, <reason> -->` (an HTML comment, so readers
+never see it). Keep such exceptions rare.
+"""
+
+import asyncio
+import re
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.baking import bake_into, environment_without_virtualenv, run
+from tests.services import admin, migrate, throwaway_database
+
+FENCE = re.compile(r"^```([\w-]*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+NOT_CHECKED = re.compile(r"<!-- snippet: not checked, (?P<reason>\S.*?) -->\s*\Z")
+# A snippet that runs itself (`asyncio.run(main())` at the top level) is a script to run.
+SCRIPT = re.compile(r"^asyncio\.run\(", re.MULTILINE)
+# Every option on, so that every conditional section of the docs is there.
+ANSWERS = {"use_prometheus": True, "use_docker": True, "use_github_actions": True}
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """One fenced block of a Markdown file."""
+
+    path: Path
+    line: int
+    language: str
+    code: str
+    # Why the snippet is not checked, from the comment above its fence; None: checked.
+    not_checked: str | None
+
+    @property
+    def name(self) -> str:
+        """A module name that says where the snippet comes from."""
+        stem = re.sub(r"\W", "_", self.path.stem)
+        return f"{stem}_line_{self.line}"
+
+
+def snippets(path: Path, language: str) -> list[Snippet]:
+    """The fenced blocks of `language` in the Markdown file at `path`."""
+    text = path.read_text()
+    found = []
+    for match in FENCE.finditer(text):
+        if match.group(1) != language:
+            continue
+        comment = NOT_CHECKED.search(text, 0, match.start())
+        found.append(
+            Snippet(
+                path=path,
+                line=text.count("\n", 0, match.start()) + 1,
+                language=language,
+                code=match.group(2),
+                not_checked=comment.group("reason") if comment else None,
+            )
+        )
+    return found
+
+
+def documents(project: Path) -> list[Path]:
+    """The project's Markdown docs: its README and anything under docs/."""
+    return [project / "README.md", *sorted((project / "docs").rglob("*.md"))]
+
+
+def python_snippets(project: Path) -> list[Snippet]:
+    """Every Python snippet of the project's docs."""
+    return [snippet for path in documents(project) for snippet in snippets(path, "python")]
+
+
+def section(readme: Path, title: str) -> str:
+    """The text of the README section headed `## title`, up to the next `## ` heading."""
+    text = readme.read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def shell_blocks(text: str) -> list[str]:
+    """The `sh` blocks of a piece of Markdown."""
+    return [match.group(2) for match in FENCE.finditer(text) if match.group(1) == "sh"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project with every option on, installed with its dev tools, once for this module."""
+    project = bake_into(tmp_path_factory.mktemp("docs"), **ANSWERS)
+    run(["uv", "sync", "--quiet"], cwd=project, env=environment_without_virtualenv())
+    return project
+
+
+@pytest.fixture
+def clean_env() -> dict[str, str]:
+    """An environment with none of the developer's database settings."""
+    return {
+        name: value
+        for name, value in environment_without_virtualenv().items()
+        if not name.startswith(("DATABASE_", "DATABASES__", "PG"))
+    }
+
+
+def test_the_skip_convention_is_read_from_the_line_above_the_fence(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "Text.\n\n<!-- snippet: not checked, shows one line of a larger file -->\n"
+        "```python\nx = 1\n```\n\n```python\ny = 2\n```\n\n```sh\nls\n```\n"
+    )
+    found = snippets(readme, "python")
+    assert [(s.line, s.code, s.not_checked) for s in found] == [
+        (4, "x = 1\n", "shows one line of a larger file"),
+        (8, "y = 2\n", None),
+    ]
+
+
+def test_every_python_snippet_type_checks(project: Path, tmp_path: Path) -> None:
+    checked = [snippet for snippet in python_snippets(project) if snippet.not_checked is None]
+    assert checked, "the docs have no Python snippet to check: is the fence parser broken?"
+    files = []
+    for snippet in checked:
+        file = tmp_path / f"{snippet.name}.py"
+        file.write_text(snippet.code)
+        files.append(str(file))
+    # The project's own strict configuration, plugins and source path.
+    result = subprocess.run(
+        ["uv", "run", "--no-sync", "mypy", "--config-file", "pyproject.toml", *files],
+        cwd=project,
+        env=environment_without_virtualenv(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+
+
+def test_every_script_snippet_runs_against_postgresql(
+    project: Path, clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    scripts = [
+        snippet
+        for snippet in python_snippets(project)
+        if snippet.not_checked is None and SCRIPT.search(snippet.code)
+    ]
+    assert scripts, "the docs have no runnable script: is the convention still asyncio.run?"
+    for snippet in scripts:
+        with throwaway_database("docs_script") as name:
+            env = clean_env | {"DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{name}"}
+            migrate(project, env)
+            script = tmp_path / f"{snippet.name}.py"
+            script.write_text(snippet.code)
+            # From an empty folder: nothing but the environment configures it.
+            result = run(
+                [str(project / ".venv" / "bin" / "python"), str(script)], cwd=tmp_path, env=env
+            )
+            assert "Traceback" not in result.stderr, f"{snippet.name}:\n{result.stderr}"
+
+
+@pytest.fixture
+def new_migrations(project: Path) -> Iterator[None]:
+    """Delete the migration files a test writes, so that the project's head stays the same."""
+    versions = project / "migrations" / "versions"
+    before = set(versions.iterdir())
+    yield
+    for path in set(versions.iterdir()) - before:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+@pytest.mark.usefixtures("new_migrations")
+def test_the_quick_start_and_migration_steps_run_as_typed(
+    project: Path, clean_env: dict[str, str]
+) -> None:
+    readme = project / "README.md"
+    package = project.name.replace("-", "_")
+    (postgres,) = [
+        block for block in shell_blocks(section(readme, "Quick start")) if "DATABASE_URL" in block
+    ]
+    (migrations,) = shell_blocks(section(readme, "Migrations"))
+    # The steps as typed, on a database of this run's own instead of the documented name,
+    # and without `serve`, which would run until stopped (the server tests cover it).
+    assert f"/{package}\n" in postgres
+    name = f"docs_quick_start_{uuid.uuid4().hex[:10]}"
+    steps = [line for line in postgres.replace(package, name).splitlines() if " serve" not in line]
+    assert len(steps) == len(postgres.splitlines()) - 1
+    versions = project / "migrations" / "versions"
+    before = set(versions.glob("*.py"))
+    try:
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", "\n".join([*steps, migrations])],
+            cwd=project,
+            env=clean_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+        assert "Traceback" not in result.stderr
+        # `revision --autogenerate` wrote its file; the models match, so nothing but its header.
+        (written,) = set(versions.glob("*.py")) - before
+        assert "def upgrade() -> None:" in written.read_text()
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_a_domain_import_copied_in_env_py_passes_lint(project: Path) -> None:
+    env_py = project / "migrations" / "env.py"
+    original = env_py.read_text()
+    (items_line,) = [
+        line for line in original.splitlines() if ".items" in line and "import" in line
+    ]
+    domain = project / "src" / project.name.replace("-", "_") / "orders"
+    domain.mkdir()
+    (domain / "__init__.py").write_text('"""Orders."""\n')
+    (domain / "models.py").write_text('"""Order models."""\n')
+    try:
+        # A second domain, registered the way the first is, right below it.
+        env_py.write_text(
+            original.replace(items_line, f"{items_line}\n{items_line.replace('items', 'orders')}")
+        )
+        for check in (["ruff", "check"], ["ruff", "format", "--check"]):
+            run(
+                ["uv", "run", "--no-sync", *check, str(env_py)],
+                cwd=project,
+                env=environment_without_virtualenv(),
+            )
+    finally:
+        env_py.write_text(original)
+        shutil.rmtree(domain)
