@@ -551,7 +551,11 @@ def test_workflow_and_people_run_the_same_makefile_targets(
     assert set(gates) <= set(targets)
     command = console_script(project)
     assert targets["install"] == ["uv sync"]
-    assert targets["lint"] == ["uv run ruff check", "uv run ruff format --check"]
+    assert targets["lint"] == [
+        "uv run ruff check",
+        "uv run ruff format --check",
+        "uv run lint-imports --no-logo",
+    ]
     assert targets["typecheck"] == ["uv run mypy"]
     assert targets["test"] == ["uv run pytest $(PYTEST_ARGS)"]
     assert targets["migrate"] == [f"uv run {command} db upgrade"]

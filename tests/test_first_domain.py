@@ -70,7 +70,8 @@ def test_a_first_domain_with_a_foreign_key_and_its_migration_keeps_the_suite_gre
     insert_after(main, f"from {PACKAGE}.items.router import", imports)
     insert_after(main, "app.include_router(items_router)", calls)
     # Step 5: the models for Alembic, then `make format`.
-    insert_after(project / "migrations" / "env.py", f"import {PACKAGE}.items.models", env_import)
+    env_py = project / "migrations" / "env.py"
+    insert_after(env_py, f"from {PACKAGE}.items import models", env_import)
     run(["make", "format"], cwd=project, env=env)
 
     # Step 6: the migration, on a database of this test's own.

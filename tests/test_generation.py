@@ -1,6 +1,7 @@
 """Bake every supported option set and hold the result to the generated project's own gates."""
 
 import filecmp
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -108,6 +109,22 @@ def test_mypy_strict_is_clean(baked: Path, tmp_path_factory: pytest.TempPathFact
     assert "Success: no issues found" in result.stdout
 
 
+def test_import_contracts_hold(baked: Path) -> None:
+    # Every option set: the contracts name no module that only some of them have.
+    environment = {**os.environ, "PYTHONPATH": str(baked / "src")}
+    result = run([tool("lint-imports"), "--no-logo", "--no-cache"], cwd=baked, env=environment)
+    assert "0 broken" in result.stdout
+
+
+def test_every_module_is_short(baked: Path) -> None:
+    # One job per module: a module past this has taken on a second one.
+    lengths = {
+        str(path.relative_to(baked)): len(path.read_text().splitlines())
+        for path in (baked / "src").rglob("*.py")
+    }
+    assert {path: length for path, length in lengths.items() if length > 350} == {}
+
+
 def test_files_follow_the_chosen_options(bake: Bake) -> None:
     everything = bake(use_docker=True, use_github_actions=True, use_prometheus=True)
     assert (everything / "Dockerfile").is_file()
@@ -150,10 +167,16 @@ def test_the_project_has_its_layout(bake: Bake) -> None:
         "cli",
         "logs",
         "access_log",
+        "dependencies",
+        "responses",
+        "errors",
         "commands/db",
+        "commands/status",
+        "infrastructure/capacity",
         "infrastructure/config",
         "infrastructure/database",
         "infrastructure/migrations",
+        "infrastructure/orm",
     ]:
         assert (package / f"{module}.py").is_file(), module
     for module in ["router", "schemas", "models", "service"]:

@@ -10,17 +10,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from {{ cookiecutter.package_name }}.infrastructure.config import (
-    Settings,
-    SettingsError,
-    load_settings,
-)
+from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import (
-    Base,
     connect_args,
     describe_failure,
     failure_reason,
 )
+from {{ cookiecutter.package_name }}.infrastructure.orm import Base
+from {{ cookiecutter.package_name }}.infrastructure.settings_errors import SettingsError
 
 # One line per domain: importing its models registers its tables for autogenerate.
 from {{ cookiecutter.package_name }}.items import models as items_models  # noqa: F401
@@ -63,22 +60,22 @@ def run_migrations(connection: Connection) -> None:
 
 async def run_migrations_online() -> None:
     """Connect with a throwaway engine, migrate, and dispose of the engine."""
-    settings = migration_settings()
+    primary = migration_settings().database_configs()[0]
     # No pool: a migration is one short-lived connection, set up like the service's.
     engine = create_async_engine(
-        settings.url, poolclass=pool.NullPool, connect_args=connect_args(settings)
+        primary.url, poolclass=pool.NullPool, connect_args=connect_args(primary)
     )
     try:
         # Alembic prints a CommandError as one line; anything else would be a long traceback.
         try:
             connection = await engine.connect()
         except (OSError, TimeoutError, DBAPIError) as error:
-            raise CommandError(describe_failure(settings, error)) from None
+            raise CommandError(describe_failure(primary, error)) from None
         try:
             await connection.run_sync(run_migrations)
         except DBAPIError as error:
             raise CommandError(
-                f"migrating {settings.safe_url} failed: {failure_reason(error)}"
+                f"migrating {primary.safe_url} failed: {failure_reason(error)}"
             ) from None
         finally:
             await connection.close()

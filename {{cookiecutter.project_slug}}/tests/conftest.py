@@ -26,7 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker, create_a
 from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
-from {{ cookiecutter.package_name }}.infrastructure.database import Base, Database
+from {{ cookiecutter.package_name }}.infrastructure.database import Database
+from {{ cookiecutter.package_name }}.infrastructure.orm import Base
 from {{ cookiecutter.package_name }}.main import create_app
 from tests.postgres_cluster import throwaway_cluster_instead
 from tests.proxy import TcpProxy

@@ -15,12 +15,9 @@ from sqlalchemy import text
 from starlette.types import Message, Receive, Scope, Send
 
 from {{ cookiecutter.package_name }}.access_log import RequestLogMiddleware
-from {{ cookiecutter.package_name }}.infrastructure.config import (
-    LogFormat,
-    LogLevel,
-    Settings,
-)
+from {{ cookiecutter.package_name }}.infrastructure.config import Settings
 from {{ cookiecutter.package_name }}.infrastructure.database import SessionDep
+from {{ cookiecutter.package_name }}.logs import LogFormat, LogLevel
 from {{ cookiecutter.package_name }}.main import create_app
 from tests.conftest import in_process_client
 

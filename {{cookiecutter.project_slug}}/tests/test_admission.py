@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient, Response
 
+from {{ cookiecutter.package_name }}.infrastructure.capacity import pool_max_waiting
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings
 from {{ cookiecutter.package_name }}.main import create_app
 from tests.conftest import in_process_client
@@ -123,9 +124,9 @@ async def test_the_default_limit_is_what_the_pools_can_serve_and_queue(
     )
     assert limit_of(create_app(small)) == 3 + 2 + 7
     # Every database's pool counts: a request may use any one of them.
-    primary, replica = replica_settings, replica_settings.for_database("replica")
+    primary, replica = replica_settings.database_configs()
     expected = sum(
-        view.pool.pool_size + view.pool.max_overflow + view.pool_max_waiting
+        view.pool.pool_size + view.pool.max_overflow + pool_max_waiting(view)
         for view in (primary, replica)
     )
     assert limit_of(create_app(replica_settings)) == expected > limit_of(create_app(settings))

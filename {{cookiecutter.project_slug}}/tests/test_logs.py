@@ -9,13 +9,11 @@ import pytest
 from sqlalchemy import text
 
 from {{ cookiecutter.package_name }}.infrastructure.config import (
-    LogFormat,
-    LogLevel,
     Settings,
     load_settings,
 )
 from {{ cookiecutter.package_name }}.infrastructure.database import Database
-from {{ cookiecutter.package_name }}.logs import configure_logging
+from {{ cookiecutter.package_name }}.logs import LogFormat, LogLevel, configure_logging
 from {{ cookiecutter.package_name }}.main import create_app
 from tests.conftest import in_process_client
 
@@ -68,8 +66,8 @@ async def test_sql_echo_and_pool_lines_in_dev_carry_the_request_id(
 def test_configuring_again_replaces_the_handler(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    configure_logging(settings)
-    configure_logging(settings.model_copy(update={"log_format": LogFormat.JSON}))
+    configure_logging(settings.logs)
+    configure_logging(settings.model_copy(update={"log_format": LogFormat.JSON}).logs)
     logging.getLogger("{{ cookiecutter.package_name }}.test").warning("once")
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1
@@ -84,7 +82,7 @@ def test_uvicorn_lines_take_the_same_way_and_its_access_log_is_off(
     uvicorn_error.addHandler(logging.StreamHandler())
     uvicorn_error.propagate = False
     logging.getLogger("uvicorn.access").addHandler(logging.StreamHandler())
-    configure_logging(settings.model_copy(update={"log_format": LogFormat.JSON}))
+    configure_logging(settings.model_copy(update={"log_format": LogFormat.JSON}).logs)
     uvicorn_error.info("Started server process [%d]", 1)
     logging.getLogger("uvicorn.access").info('127.0.0.1 - "GET / HTTP/1.1" 200')
     entries = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
@@ -97,7 +95,7 @@ def test_uvicorn_lines_take_the_same_way_and_its_access_log_is_off(
 def test_json_lines_hold_extra_fields_and_tracebacks_on_one_line(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    configure_logging(settings.model_copy(update={"log_format": LogFormat.JSON}))
+    configure_logging(settings.model_copy(update={"log_format": LogFormat.JSON}).logs)
     logger = logging.getLogger("{{ cookiecutter.package_name }}.test")
     try:
         raise ValueError("first line\nsecond line")
@@ -119,12 +117,12 @@ def test_json_lines_hold_extra_fields_and_tracebacks_on_one_line(
 def test_the_log_level_applies_to_the_service_and_uvicorn(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    configure_logging(load_settings(_env_file=None, log_level="debug"))
+    configure_logging(load_settings(_env_file=None, log_level="debug").logs)
     for name in ("{{ cookiecutter.package_name }}.test", "uvicorn.error", "alembic", "httpx"):
         logging.getLogger(name).debug("debug")
         logging.getLogger(name).info("info")
         logging.getLogger(name).warning("warning")
-    configure_logging(load_settings(_env_file=None, log_level="ERROR"))
+    configure_logging(load_settings(_env_file=None, log_level="ERROR").logs)
     for name in ("{{ cookiecutter.package_name }}.test", "alembic"):
         logging.getLogger(name).warning("warning")
         logging.getLogger(name).error("error")

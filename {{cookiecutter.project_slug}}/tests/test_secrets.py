@@ -10,7 +10,6 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from {{ cookiecutter.package_name }}.infrastructure.config import (
-    LogFormat,
     Settings,
     load_settings,
 )
@@ -19,6 +18,7 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
     SessionDep,
     init_db,
 )
+from {{ cookiecutter.package_name }}.logs import LogFormat
 from {{ cookiecutter.package_name }}.main import create_app
 from tests.conftest import in_process_client
 
@@ -105,7 +105,7 @@ async def test_the_database_password_shows_nowhere(
                 _env_file=None,
                 database_url=unreachable.render_as_string(hide_password=False),
                 database_echo=True,
-            )
+            ).database_configs()[0]
         )
     assert PASSWORD not in str(failure.value)
     assert PASSWORD not in repr(failure.value)

@@ -7,8 +7,8 @@ from typing import Annotated, Final
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from {{ cookiecutter.package_name }}.errors import AT_CAPACITY, unavailable
 from {{ cookiecutter.package_name }}.logs import BurstReport
+from {{ cookiecutter.package_name }}.responses import AT_CAPACITY, unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +56,12 @@ AdmissionDep = Annotated[Admission, Depends(get_admission)]
 class AdmissionMiddleware:
     """Answer 503 at once to a request that arrives while `admission.limit` are in progress.
 
-    Such a request could only be refused later by the pool's own guard (see
-    _PoolPlace in database.py), after routing, validation and a session had been
-    paid for: about 600 µs of CPU per request, against 120 µs here (measured
-    with 1,000 concurrent connections on a 5+0 pool). On one event loop that
-    decides whether the requests already admitted finish within pool_timeout,
-    since every turn of the loop also serves every request being refused.
+    Such a request could only be refused later by the pool's own guard
+    (PoolPlace in infrastructure/capacity.py), after routing, validation and a
+    session had been paid for, several times the CPU of a refusal here. On one
+    event loop that decides whether the requests already admitted finish within
+    pool_timeout, since every turn of the loop also serves every request being
+    refused.
     """
 
     def __init__(self, app: ASGIApp, admission: Admission) -> None:

@@ -9,15 +9,11 @@ from collections.abc import Sequence
 import uvicorn
 
 from {{ cookiecutter.package_name }}.commands.db import add_db_commands, run_db_command
-from {{ cookiecutter.package_name }}.infrastructure.config import (
-    SettingsError,
-    load_settings,
-)
-from {{ cookiecutter.package_name }}.infrastructure.database import (
-    ConnectionBudgetError,
-    DatabaseUnavailableError,
-)
+from {{ cookiecutter.package_name }}.infrastructure.capacity import ConnectionBudgetError
+from {{ cookiecutter.package_name }}.infrastructure.config import load_settings
+from {{ cookiecutter.package_name }}.infrastructure.database import DatabaseUnavailableError
 from {{ cookiecutter.package_name }}.infrastructure.extra_databases import wait_for_databases
+from {{ cookiecutter.package_name }}.infrastructure.settings_errors import SettingsError
 from {{ cookiecutter.package_name }}.logs import configure_logging
 
 
@@ -49,10 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = load_settings()
-        configure_logging(settings)
+        configure_logging(settings.logs)
         # Fail here, in one line, rather than in every worker with a traceback;
         # success is logged once, by the application that then connects.
-        asyncio.run(wait_for_databases(settings, announce=False))
+        asyncio.run(wait_for_databases(settings.database_configs(), announce=False))
     except SettingsError as error:
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)
@@ -78,11 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_config=None,
         access_log=False,
         # asyncio's loop rather than uvloop: libuv accepts one connection per
-        # loop turn, and a turn of a busy server lasts as long as one step of
-        # every request in flight, so under load new connections queued for
-        # seconds (at 256 concurrent connections the slowest answers took the
-        # whole run). asyncio accepts every waiting connection at once, and
-        # served as many requests a second here, the time going to Python.
+        # loop turn, so under load new connections queue behind every request
+        # in flight; asyncio accepts every waiting connection at once.
         loop="asyncio",
         http="httptools",
     )

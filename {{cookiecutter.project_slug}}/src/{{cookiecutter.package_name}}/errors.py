@@ -9,23 +9,24 @@ from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from {{ cookiecutter.package_name }}.infrastructure.capacity import PoolExhaustedError, pool_figures
 from {{ cookiecutter.package_name }}.infrastructure.config import PRIMARY
-from {{ cookiecutter.package_name }}.infrastructure.database import (
-    Database,
-    PoolExhaustedError,
-    get_database,
+from {{ cookiecutter.package_name }}.infrastructure.database import Database, get_database
+from {{ cookiecutter.package_name }}.responses import (
+    AT_CAPACITY,
+    CONFLICT,
+    INVALID_REQUEST,
+    ErrorMessage,
+    InvalidRequest,
+    internal_error_response,
+    unavailable,
 )
-from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
 
 logger = logging.getLogger(__name__)
-
-# Clients and load balancers may retry this soon; the pool frees up quickly.
-RETRY_AFTER_SECONDS: Final = "1"
-AT_CAPACITY: Final = "The service is at capacity; retry shortly."
 
 # PostgreSQL error codes that mean "too slow", not "broken".
 _CANCELLED_FOR_TIME: Final = frozenset({"57014", "25P03"})  # statement / idle-in-transaction
@@ -49,96 +50,15 @@ _SQLITE_MESSAGE: Final = re.compile(
 )
 
 
-class ErrorMessage(BaseModel):
-    """An error answer: one sentence saying what went wrong."""
-
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"detail": "The database is unavailable; retry shortly."}]}
-    )
-
-    detail: str
-
-
-class FieldProblem(BaseModel):
-    """One part of a request that does not validate, and why."""
-
-    loc: list[str | int]
-    msg: str
-    type: str
-    ctx: dict[str, Any] | None = None
-
-
-class InvalidRequest(BaseModel):
-    """A 422 answer: every problem found in the request, without the input itself."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "detail": [
-                        {
-                            "loc": ["body", "price"],
-                            "msg": "Input should be greater than or equal to 0",
-                            "type": "greater_than_equal",
-                            "ctx": {"ge": 0},
-                        }
-                    ]
-                }
-            ]
-        }
-    )
-
-    detail: list[FieldProblem]
-
-
-# For `responses=` on routes, so that the OpenAPI page shows the answers the
-# handlers below give.
-INVALID_REQUEST: Final[dict[str, Any]] = {
-    "model": InvalidRequest,
-    "description": "The request does not validate; nothing was changed",
-}
-CONFLICT: Final[dict[str, Any]] = {
-    "model": ErrorMessage,
-    "description": "The change conflicts with stored data (a unique value already taken, or a "
-    "row still referenced by others); the detail names the database constraint; nothing was "
-    "changed",
-    "content": {
-        "application/json": {
-            "example": {"detail": "Conflicts with stored data (constraint uq_items_name)"}
-        }
-    },
-}
-DATABASE_UNAVAILABLE: Final[dict[str, Any]] = {
-    "model": ErrorMessage,
-    "description": "The database is unavailable or too slow, or the service is at capacity; "
-    "retry after `Retry-After` seconds",
-}
-
-
-def unavailable(detail: str) -> JSONResponse:
-    """A 503 saying `detail`, which clients and load balancers may retry after a second."""
-    return JSONResponse(
-        {"detail": detail},
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": RETRY_AFTER_SECONDS},
-    )
-
-
 async def pool_exhausted(request: Request, error: Exception) -> JSONResponse:
     """No connection came free within pool_timeout: the service is over capacity."""
     # The dependencies name the pool that ran dry, an extra database's maybe.
     database: Database = (
         error.database if isinstance(error, PoolExhaustedError) else await get_database(request)
     )
-    stats = database.stats
-    stats.timeouts += 1
-    if count := stats.timeout_report.add():
-        pool = database.engine.pool
-        figures = (
-            f"size {pool.kept}, checked out {pool.checkedout()}, overflow {pool.overflow()}"
-            if isinstance(pool, BurstPool)
-            else type(pool).__name__
-        )
+    if count := database.stats.record_timeout():
+        pool = pool_figures(database)
+        figures = f"size {pool.pool_size}, checked out {pool.checked_out}, overflow {pool.overflow}"
         if database.name != PRIMARY:
             figures = f"{database.name}: {figures}"
         logger.warning(
@@ -285,14 +205,6 @@ def document_constraint_answers(openapi: dict[str, Any]) -> None:
                     "description": answer["description"],
                     "content": {"application/json": content},
                 }
-
-
-def internal_error_response() -> JSONResponse:
-    """A 500 that says nothing about the code or the SQL behind it."""
-    return JSONResponse(
-        {"detail": "Internal server error"},
-        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
-    )
 
 
 async def invalid_request(_request: Request, error: Exception) -> JSONResponse:

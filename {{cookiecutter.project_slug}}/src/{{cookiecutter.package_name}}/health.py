@@ -11,11 +11,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from {{ cookiecutter.package_name }}.admission import AdmissionDep
-from {{ cookiecutter.package_name }}.errors import ErrorMessage
-from {{ cookiecutter.package_name }}.infrastructure.config import PRIMARY, Profile, SettingsDep
+from {{ cookiecutter.package_name }}.dependencies import SettingsDep
+from {{ cookiecutter.package_name }}.infrastructure.capacity import PoolFigures, pool_figures
+from {{ cookiecutter.package_name }}.infrastructure.config import PRIMARY
 from {{ cookiecutter.package_name }}.infrastructure.database import Database, DatabaseDep
 from {{ cookiecutter.package_name }}.infrastructure.extra_databases import ExtraDatabasesDep
-from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
+from {{ cookiecutter.package_name }}.infrastructure.profiles import Profile
+from {{ cookiecutter.package_name }}.responses import ErrorMessage
 
 # A probe must answer quickly even when the pool is exhausted or the server hangs.
 READY_TIMEOUT_SECONDS: Final = 2.0
@@ -64,21 +66,6 @@ class ReadinessStatus(HealthStatus):
 
     # By name: "primary" (DATABASE_URL), then each DATABASES__<NAME>__URL.
     databases: dict[str, Availability]
-
-
-class PoolFigures(BaseModel):
-    """One connection pool's configuration, live figures and counters since start-up."""
-
-    pool_size: int
-    max_overflow: int
-    pool_timeout: float
-    checked_in: int
-    checked_out: int
-    overflow: int
-    connects: int
-    checkouts: int
-    invalidations: int
-    timeouts: int
 
 
 class RequestFigures(BaseModel):
@@ -199,24 +186,4 @@ async def pool(
             limit=admission.limit, in_flight=admission.in_flight, refused=admission.refused
         ),
         **pool_figures(database).model_dump(),
-    )
-
-
-def pool_figures(database: Database) -> PoolFigures:
-    """Read one database's pool settings, live figures and counters."""
-    pool = database.engine.pool
-    if not isinstance(pool, BurstPool):
-        raise TypeError(f"expected the engine's BurstPool, found {type(pool).__name__}")
-    stats = database.stats
-    return PoolFigures(
-        pool_size=pool.kept,
-        max_overflow=pool.burst,
-        pool_timeout=pool.timeout(),
-        checked_in=pool.checkedin(),
-        checked_out=pool.checkedout(),
-        overflow=pool.overflow(),
-        connects=stats.connects,
-        checkouts=stats.checkouts,
-        invalidations=stats.invalidations,
-        timeouts=stats.timeouts,
     )

@@ -5,11 +5,12 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, Final
-
-from {{ cookiecutter.package_name }}.infrastructure.config import LogFormat, Settings
 
 HANDLER_NAME: Final = "{{ cookiecutter.package_name }}"
 # The loggers LOG_LEVEL applies to. Other libraries (Alembic, httpx, asyncio...)
@@ -24,6 +25,46 @@ current_request_id: ContextVar[str | None] = ContextVar("current_request_id", de
 # Under overload the same warning would come with every request; a burst of
 # them is logged as one line at most this often, with its count.
 REPORT_INTERVAL_SECONDS: Final = 10.0
+
+
+class LogFormat(StrEnum):
+    """How log lines are written."""
+
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class LogLevel(StrEnum):
+    """The least severe log records that are written."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+    @classmethod
+    def _missing_(cls, value: object) -> "LogLevel | None":
+        # LOG_LEVEL=info is as common a spelling as LOG_LEVEL=INFO.
+        return cls.__members__.get(value.upper()) if isinstance(value, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    """How the service writes its log lines."""
+
+    format: LogFormat
+    level: LogLevel
+
+
+# By DATABASE_PROFILE: readable lines for a person at a terminal in dev; one
+# JSON object per line for a log collector everywhere else.
+LOG_PROFILES: Final[Mapping[str, "LogSettings"]] = MappingProxyType(
+    {
+        "dev": LogSettings(format=LogFormat.CONSOLE, level=LogLevel.INFO),
+        "prod": LogSettings(format=LogFormat.JSON, level=LogLevel.INFO),
+        "high-traffic": LogSettings(format=LogFormat.JSON, level=LogLevel.INFO),
+    }
+)
 
 # SQL echo's notes on an autocommit connection (every read's): BEGIN, COMMIT
 # and ROLLBACK that do nothing there, in wording that reads like a failure.
@@ -119,9 +160,8 @@ class ConsoleFormatter(logging.Formatter):
         return f"{record.levelname + ':':<9} {tag}{record.name}: {record.message}"
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(logs: LogSettings) -> None:
     """Send every logger's records to stderr in the configured format; safe to call again."""
-    logs = settings.logs
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(HANDLER_NAME)
     handler.addFilter(RequestIdFilter())

@@ -15,6 +15,7 @@ from {{ cookiecutter.package_name }}.errors import (
     document_constraint_answers,
     register_error_handlers,
 )
+from {{ cookiecutter.package_name }}.infrastructure.capacity import request_limit
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import close_db, init_db
 from {{ cookiecutter.package_name }}.infrastructure.extra_databases import open_extra_databases
@@ -56,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings = load_settings()
     # Here, not only in the CLI: each uvicorn worker process builds its own app,
     # and does not inherit the logging set up by the process that started it.
-    configure_logging(settings)
+    configure_logging(settings.logs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,9 +70,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.database_profile,
                 "; ".join(insecurities),
             )
-        database = await init_db(settings)
+        primary, *extras = settings.database_configs()
+        database = await init_db(primary)
         try:
-            async with open_extra_databases(settings) as extra_databases:
+            async with open_extra_databases(extras) as extra_databases:
                 app.state.database = database
                 app.state.extra_databases = extra_databases
                 yield
@@ -85,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.admission = Admission(limit=settings.request_limit)
+    app.state.admission = Admission(limit=request_limit(settings))
     register_error_handlers(app)
     app.include_router(health.router)
     app.include_router(items_router)

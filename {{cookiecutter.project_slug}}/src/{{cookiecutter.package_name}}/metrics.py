@@ -30,12 +30,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from {{ cookiecutter.package_name }}.access_log import unanswered_status
 from {{ cookiecutter.package_name }}.admission import Admission
-from {{ cookiecutter.package_name }}.health import pool_figures, require_pool_token
-from {{ cookiecutter.package_name }}.infrastructure.config import PRIMARY
-from {{ cookiecutter.package_name }}.infrastructure.database import (
+from {{ cookiecutter.package_name }}.health import require_pool_token
+from {{ cookiecutter.package_name }}.infrastructure.capacity import (
     CHECKOUT_WAIT_BUCKETS,
-    Database,
+    pool_figures,
 )
+from {{ cookiecutter.package_name }}.infrastructure.config import PRIMARY
+from {{ cookiecutter.package_name }}.infrastructure.database import Database
 
 # The route label of requests no route matched: their raw paths would give
 # every scanner's guess a series of its own.

@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.package_name }} import cli
-from {{ cookiecutter.package_name }}.commands.db import COMMAND
-from {{ cookiecutter.package_name }}.infrastructure.database import Base, Database
+from {{ cookiecutter.package_name }}.commands import COMMAND
+from {{ cookiecutter.package_name }}.infrastructure.database import Database
+from {{ cookiecutter.package_name }}.infrastructure.orm import Base
 from tests.conftest import PROJECT_ROOT, admin_url, run_admin_statement
 
 PASSWORD = "Zr4-db-not-a-real-pw"

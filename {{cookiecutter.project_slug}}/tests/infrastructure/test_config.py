@@ -5,18 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.infrastructure.config import (
-    DEV_SQLITE_URL,
+from {{ cookiecutter.package_name }}.infrastructure.config import DEV_SQLITE_URL, load_settings
+from {{ cookiecutter.package_name }}.infrastructure.profiles import (
     POOL_PROFILES,
     BudgetCheck,
-    LogFormat,
-    LogLevel,
     Pooler,
     PoolSettings,
     Profile,
-    SettingsError,
-    load_settings,
 )
+from {{ cookiecutter.package_name }}.infrastructure.settings_errors import SettingsError
+from {{ cookiecutter.package_name }}.logs import LOG_PROFILES, LogFormat, LogLevel
 
 PG_URL = "postgresql+asyncpg://svc:Xq7-not-a-real-pw@db.internal:5432/orders?ssl=require"
 
@@ -273,12 +271,12 @@ def test_an_extra_database_takes_its_own_pool_values_and_the_profile_for_the_res
     monkeypatch.setenv("DATABASES__REPLICA__MAX_OVERFLOW", "7")
     monkeypatch.setenv("DATABASES__REPLICA__POOLER", "pgbouncer")
     settings = load_settings(_env_file=None)
-    (replica,) = settings.extra_databases()
-    assert replica.database_name == "replica"
+    _, replica = settings.database_configs()
+    assert replica.name == "replica"
     assert replica.safe_url.startswith("postgresql+asyncpg://svc:***@replica.internal:5432/")
     # Its own value; the profile's, not the primary's DATABASE_POOL_SIZE, for the rest.
     assert replica.pool == replace(POOL_PROFILES[Profile.PROD], max_overflow=7)
-    assert replica.database_pooler is Pooler.PGBOUNCER
+    assert replica.pooler is Pooler.PGBOUNCER
     assert settings.pool.pool_size == 33
     assert settings.database_pooler is Pooler.NONE
 
@@ -290,7 +288,7 @@ def test_database_names_are_case_insensitive_like_every_variable(
     monkeypatch.setenv("databases__replica__pool_size", "3")
     settings = load_settings(_env_file=None)
     assert list(settings.databases) == ["replica"]
-    assert settings.for_database("replica").pool.pool_size == 3
+    assert settings.database_configs()[1].pool.pool_size == 3
 
 
 @pytest.mark.parametrize(
@@ -395,10 +393,15 @@ def test_extra_databases_are_read_from_the_dotenv_file_and_never_shown(tmp_path:
         f"DATABASES__REPLICA__URL={PG_URL}\nDATABASES__REPLICA__POOL_SIZE=4\n"
     )
     settings = load_settings()
-    replica = settings.for_database("replica")
+    _, replica = settings.database_configs()
     assert replica.pool.pool_size == 4
     for shown in (repr(settings), str(settings.model_dump()), repr(replica), replica.safe_url):
         assert "Xq7-not-a-real-pw" not in shown
+
+
+def test_every_profile_has_log_defaults() -> None:
+    # logs.py keys them by the profiles' names, as it imports nothing of config.py.
+    assert set(LOG_PROFILES) == set(Profile)
 
 
 @pytest.mark.parametrize(

@@ -241,7 +241,7 @@ async def test_dev_sqlite_enforces_foreign_keys() -> None:
         Column("id", Integer, primary_key=True),
         Column("item_id", ForeignKey(Item.__table__.c.id), nullable=False),
     )
-    database = await init_db(dev_sqlite_settings())
+    database = await init_db(dev_sqlite_settings().database_configs()[0])
     try:
         async with database.begin() as connection:
             await connection.run_sync(orders.create)
@@ -257,7 +257,7 @@ async def test_dev_sqlite_enforces_foreign_keys() -> None:
 
 async def test_dev_sqlite_keeps_timestamps_zoned_in_utc() -> None:
     noon_in_paris = datetime(2026, 6, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
-    database = await init_db(dev_sqlite_settings())
+    database = await init_db(dev_sqlite_settings().database_configs()[0])
     try:
         async with database.begin() as connection:
             await write_item(connection)
@@ -330,7 +330,8 @@ async def test_dev_on_postgresql_names_the_command_when_the_database_is_behind(
     behind = admin_url().set(database=name).render_as_string(hide_password=False)
     try:
         for url in (settings.url, behind):
-            database = await init_db(settings.model_copy(update={"database_url": SecretStr(url)}))
+            behind_or_not = settings.model_copy(update={"database_url": SecretStr(url)})
+            database = await init_db(behind_or_not.database_configs()[0])
             await close_db(database)
     finally:
         await run_admin_statement(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -19,9 +19,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from {{ cookiecutter.package_name }}.infrastructure.capacity import ConnectionBudgetError
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import (
-    ConnectionBudgetError,
     Database,
     DatabaseUnavailableError,
 )
@@ -29,7 +29,7 @@ from {{ cookiecutter.package_name }}.infrastructure.extra_databases import datab
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.main import create_app
 from tests.conftest import connection_count, empty_tables, in_process_client
-from tests.infrastructure.test_database_faults import server_budget
+from tests.infrastructure.test_capacity import server_budget
 from tests.proxy import TcpProxy
 
 

@@ -36,7 +36,7 @@ def burst_pool(database: Database) -> BurstPool:
 async def database(settings: Settings) -> AsyncIterator[Database]:
     """A 2+3 pool of the test database."""
     changed = {"database_pool_size": 2, "database_max_overflow": 3}
-    database = await init_db(settings.model_copy(update=changed))
+    database = await init_db(settings.model_copy(update=changed).database_configs()[0])
     yield database
     await close_db(database)
 
@@ -81,7 +81,7 @@ async def test_the_pool_never_opens_more_than_pool_size_plus_max_overflow(
 async def single(settings: Settings) -> AsyncIterator[Database]:
     """A pool of one connection that requests may wait 0.5 s for."""
     changed = {"database_pool_size": 1, "database_max_overflow": 0, "database_pool_timeout": 0.5}
-    database = await init_db(settings.model_copy(update=changed))
+    database = await init_db(settings.model_copy(update=changed).database_configs()[0])
     yield database
     await close_db(database)
 

@@ -1,150 +1,36 @@
-"""Settings read from the environment, and the pool and log profiles they pick defaults from."""
+"""Settings read from the environment, and what each database is built from."""
 
 import re
-from dataclasses import dataclass, fields, replace
-from enum import StrEnum
-from types import MappingProxyType
+from dataclasses import dataclass, field, fields, replace
 from typing import Annotated, Any, Final
 
-from fastapi import Depends, Request
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import make_url
 
-
-class Profile(StrEnum):
-    """A deployment shape; it picks the pool defaults."""
-
-    DEV = "dev"
-    PROD = "prod"
-    HIGH_TRAFFIC = "high-traffic"
-
-
-class LogFormat(StrEnum):
-    """How log lines are written."""
-
-    JSON = "json"
-    CONSOLE = "console"
-
-
-class LogLevel(StrEnum):
-    """The least severe log records that are written."""
-
-    DEBUG = "DEBUG"
-    INFO = "INFO"
-    WARNING = "WARNING"
-    ERROR = "ERROR"
-
-    @classmethod
-    def _missing_(cls, value: object) -> "LogLevel | None":
-        # LOG_LEVEL=info is as common a spelling as LOG_LEVEL=INFO.
-        return cls.__members__.get(value.upper()) if isinstance(value, str) else None
-
-
-class BudgetCheck(StrEnum):
-    """What to do when the pools of all workers could exceed the server's connections."""
-
-    WARN = "warn"
-    FAIL = "fail"
-    OFF = "off"
-
-
-class Pooler(StrEnum):
-    """What stands between the service and PostgreSQL."""
-
-    NONE = "none"
-    PGBOUNCER = "pgbouncer"
-
-
-@dataclass(frozen=True, slots=True)
-class PoolSettings:
-    """How the engine's connection pool is sized and maintained."""
-
-    pool_size: int
-    max_overflow: int
-    pool_timeout: float
-    pool_recycle: int
-    pool_pre_ping: bool
-    echo: bool
-    # Server-side limits on how long one connection may be kept busy (0: none).
-    statement_timeout_ms: int
-    idle_in_transaction_timeout_ms: int
-
-    @property
-    def capacity(self) -> int:
-        """The most connections the pool holds at once: pool_size + max_overflow."""
-        return self.pool_size + self.max_overflow
-
-
-POOL_PROFILES: Final = MappingProxyType(
-    {
-        Profile.DEV: PoolSettings(
-            pool_size=5,
-            max_overflow=10,
-            pool_timeout=30,
-            pool_recycle=3600,
-            pool_pre_ping=True,
-            echo=True,
-            statement_timeout_ms=60_000,
-            idle_in_transaction_timeout_ms=120_000,
-        ),
-        Profile.PROD: PoolSettings(
-            pool_size=20,
-            max_overflow=40,
-            pool_timeout=30,
-            pool_recycle=3600,
-            pool_pre_ping=True,
-            echo=False,
-            statement_timeout_ms=15_000,
-            idle_in_transaction_timeout_ms=30_000,
-        ),
-        Profile.HIGH_TRAFFIC: PoolSettings(
-            pool_size=50,
-            max_overflow=100,
-            pool_timeout=10,
-            pool_recycle=1800,
-            pool_pre_ping=True,
-            echo=False,
-            statement_timeout_ms=5_000,
-            idle_in_transaction_timeout_ms=10_000,
-        ),
-    }
+from {{ cookiecutter.package_name }}.infrastructure.database_urls import (
+    postgresql_url,
+    server_of,
+    unsafe_url_problems,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class LogSettings:
-    """How the service writes its log lines."""
-
-    format: LogFormat
-    level: LogLevel
-
-
-# Readable lines for a person at a terminal; one JSON object per line for a
-# log collector everywhere else.
-LOG_PROFILES: Final = MappingProxyType(
-    {
-        Profile.DEV: LogSettings(format=LogFormat.CONSOLE, level=LogLevel.INFO),
-        Profile.PROD: LogSettings(format=LogFormat.JSON, level=LogLevel.INFO),
-        Profile.HIGH_TRAFFIC: LogSettings(format=LogFormat.JSON, level=LogLevel.INFO),
-    }
+from {{ cookiecutter.package_name }}.infrastructure.profiles import (
+    POOL_PROFILES,
+    BudgetCheck,
+    Pooler,
+    PoolSettings,
+    Profile,
 )
-
-# Requests allowed to queue for each connection of a busy pool. A queue this
-# long still drains quickly when queries are fast; under real overload, the
-# requests beyond it get their 503 at once instead of after pool_timeout.
-WAITING_PER_CONNECTION: Final = 4
+from {{ cookiecutter.package_name }}.infrastructure.settings_errors import settings_error
+from {{ cookiecutter.package_name }}.logs import LOG_PROFILES, LogFormat, LogLevel, LogSettings
 
 # How the service names itself to PostgreSQL (pg_stat_activity.application_name).
 SERVICE_NAME: Final = "{{ cookiecutter.project_slug }}"
@@ -153,29 +39,11 @@ SERVICE_NAME: Final = "{{ cookiecutter.project_slug }}"
 # checkout starts without a database server.
 DEV_SQLITE_URL: Final = "sqlite+aiosqlite:///./{{ cookiecutter.project_slug }}-dev.sqlite3"
 
-_DRIVERS: Final = {
-    "postgres": "postgresql+asyncpg",
-    "postgresql": "postgresql+asyncpg",
-    "postgresql+asyncpg": "postgresql+asyncpg",
-}
-_PLACEHOLDER_PASSWORDS: Final = frozenset(
-    {"", "postgres", "password", "changeme", "change-me", "secret", "admin", "example"}
-)
-_LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
-_TLS_MODES: Final = frozenset({"require", "verify-ca", "verify-full"})
-# Variables whose values never appear in an error message; nor does any
-# DATABASES__<NAME>__URL.
-_SECRETS: Final = frozenset({"DATABASE_URL", "HEALTH_POOL_TOKEN"})
-
 # The name of the database DATABASE_URL points at, in health answers and messages.
 PRIMARY: Final = "primary"
 # Names of extra databases: single words, or words joined by single underscores,
 # since "__" separates the name from the setting in DATABASES__<NAME>__<SETTING>.
 _DATABASE_NAME: Final = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
-
-
-class SettingsError(Exception):
-    """The environment holds values the service cannot start with; one line per value."""
 
 
 def _valid_database_name(name: str) -> str:
@@ -213,15 +81,45 @@ class DatabaseSettings(BaseModel):
         if not value.get_secret_value():
             raise ValueError("is empty; set it, or unset every variable of this database")
         sqlite = "SQLite is not supported for an extra database; give a postgresql+asyncpg:// URL"
-        return SecretStr(_postgresql_url(value.get_secret_value(), sqlite_message=sqlite))
+        return SecretStr(postgresql_url(value.get_secret_value(), sqlite_message=sqlite))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DatabaseConfig:
+    """One database, resolved: what its engine, budget audit and commands are built from."""
+
+    # PRIMARY, or the extra database's name (DATABASES__<NAME>__URL).
+    name: str
+    url_variable: str
+    # A secret: kept out of repr, shown only as safe_url.
+    url: str = field(repr=False)
+    pooler: Pooler
+    pool: PoolSettings
+    # DATABASE_POOL_MAX_WAITING as set; None leaves it to capacity.pool_max_waiting.
+    max_waiting: int | None
+    uses_dev_sqlite: bool
+    # Every pool of the service on this database's server, this one included, in start order.
+    server_pools: tuple[tuple[str, PoolSettings], ...] = ()
+    # The service's own, the same for every database.
+    profile: Profile
+    application_name: str
+    connect_timeout: float
+    connect_retries: int
+    connect_retry_delay: float
+    budget_check: BudgetCheck
+    web_concurrency: int
+
+    @property
+    def safe_url(self) -> str:
+        """The database URL with its password masked, for messages and logs."""
+        return make_url(self.url).render_as_string(hide_password=True)
 
 
 class Settings(BaseSettings):
     """Everything the service reads from its environment (or a `.env` file)."""
 
-    # DATABASES__REPLICA__POOL_SIZE=5 becomes databases["replica"].pool_size;
-    # one split at most below the name, so that DATABASES__REPLICA__NO__SUCH
-    # is refused as the misspelt setting "no__such" (names are lowercased).
+    # DATABASES__REPLICA__POOL_SIZE=5 is databases["replica"].pool_size; one split at most
+    # below the name, so DATABASES__REPLICA__NO__SUCH is refused as the setting "no__such".
     model_config = SettingsConfigDict(
         env_file=".env",
         extra="ignore",
@@ -260,11 +158,6 @@ class Settings(BaseSettings):
     log_level: LogLevel | None = None
     databases: dict[Annotated[str, AfterValidator(_valid_database_name)], DatabaseSettings] = {}
 
-    # Which database this copy of the settings describes: the primary, or an
-    # extra one as seen through for_database (and the settings it came from).
-    _database_name: str = PrivateAttr(default=PRIMARY)
-    _service: "Settings | None" = PrivateAttr(default=None)
-
     @field_validator("database_url")
     @classmethod
     def _use_async_driver(cls, value: SecretStr | None) -> SecretStr | None:
@@ -274,7 +167,7 @@ class Settings(BaseSettings):
             "SQLite is only the dev profile's built-in fallback; leave DATABASE_URL unset "
             "to use it, or give a postgresql+asyncpg:// URL"
         )
-        return SecretStr(_postgresql_url(value.get_secret_value(), sqlite_message=sqlite))
+        return SecretStr(postgresql_url(value.get_secret_value(), sqlite_message=sqlite))
 
     @model_validator(mode="after")
     def _require_a_safe_postgresql_outside_dev(self) -> "Settings":
@@ -289,8 +182,9 @@ class Settings(BaseSettings):
             )
         if self.database_allow_insecure:
             return self
-        for view in (self, *self.extra_databases()):
-            for problem, remedy in _unsafe_url_problems(make_url(view.url), view.url_variable):
+        for database in self.database_configs():
+            url = make_url(database.url)
+            for problem, remedy in unsafe_url_problems(url, database.url_variable):
                 raise ValueError(f"{problem}, refused with DATABASE_PROFILE={profile}; {remedy}")
         return self
 
@@ -301,8 +195,8 @@ class Settings(BaseSettings):
             return []
         return [
             problem
-            for view in (self, *self.extra_databases())
-            for problem, _ in _unsafe_url_problems(make_url(view.url), view.url_variable)
+            for database in self.database_configs()
+            for problem, _ in unsafe_url_problems(make_url(database.url), database.url_variable)
         ]
 
     @property
@@ -325,12 +219,10 @@ class Settings(BaseSettings):
     @property
     def pool(self) -> PoolSettings:
         """The profile's pool defaults with every explicitly set value applied."""
-        overrides = {
-            field.name: value
-            for field in fields(PoolSettings)
-            if (value := getattr(self, f"database_{field.name}")) is not None
+        values = {
+            field.name: getattr(self, f"database_{field.name}") for field in fields(PoolSettings)
         }
-        return replace(POOL_PROFILES[self.database_profile], **overrides)
+        return _pool(self.database_profile, values)
 
     @property
     def logs(self) -> LogSettings:
@@ -341,70 +233,59 @@ class Settings(BaseSettings):
         )
 
     @property
-    def pool_max_waiting(self) -> int:
-        """How many requests may queue for a busy pool before more are turned away at once."""
-        if self.database_pool_max_waiting is not None:
-            return self.database_pool_max_waiting
-        return WAITING_PER_CONNECTION * self.pool.capacity
-
-    @property
-    def request_limit(self) -> int:
-        """How many requests may be in progress at once; more are answered 503 at once."""
-        if self.max_requests_in_flight is not None:
-            return self.max_requests_in_flight
-        # What the pools can serve and queue: a request beyond that would find
-        # a full queue at its pool anyway (see _PoolPlace in database.py).
-        return sum(
-            view.pool.capacity + view.pool_max_waiting for view in (self, *self.extra_databases())
-        )
-
-    @property
     def budget_check(self) -> BudgetCheck:
         """Whether start-up warns or fails when the pools could exceed the server's limit."""
         if self.database_budget_check is not None:
             return self.database_budget_check
         return BudgetCheck.WARN if self.database_profile is Profile.DEV else BudgetCheck.FAIL
 
-    @property
-    def database_name(self) -> str:
-        """The name of the database these settings describe (PRIMARY for DATABASE_URL)."""
-        return self._database_name
-
-    @property
-    def url_variable(self) -> str:
-        """The variable that holds this database's URL, to name it in messages."""
-        if self._database_name == PRIMARY:
-            return "DATABASE_URL"
-        return f"DATABASES__{self._database_name.upper()}__URL"
-
-    def for_database(self, name: str) -> "Settings":
-        """Return the settings the extra database `name` is built with.
-
-        Its URL, pooler and pool values replace the primary's, so that every
-        engine is built, checked and guarded by the same code; the rest (the
-        profile, timeouts to connect, the application name) is the service's.
-        """
-        service = self._service or self
-        database = service.databases[name]
-        pool = {f"database_{key}": value for key, value in database if key != "url"}
-        view = service.model_copy(update={"database_url": database.url, **pool})
-        view._database_name, view._service = name, service
-        return view
-
-    def extra_databases(self) -> "list[Settings]":
-        """Return the settings of every extra database, in a stable order."""
-        service = self._service or self
-        return [service.for_database(name) for name in sorted(service.databases)]
-
-    def pools_on_this_server(self) -> "list[tuple[str, PoolSettings]]":
-        """Return every pool of the service that connects to this database's server."""
-        service = self._service or self
-        server = _server(self.url)
-        return [
-            (view.database_name, view.pool)
-            for view in (service, *service.extra_databases())
-            if not view.uses_dev_sqlite and _server(view.url) == server
+    def database_configs(self) -> tuple[DatabaseConfig, ...]:
+        """Return what each database is built from: the primary, then the extras by name."""
+        configs = [
+            self._database_config(
+                PRIMARY, self.url, self.database_pooler, self.pool, self.database_pool_max_waiting
+            )
         ]
+        for name, extra in sorted(self.databases.items()):
+            values = {field.name: getattr(extra, field.name) for field in fields(PoolSettings)}
+            pool = _pool(self.database_profile, values)
+            url = extra.url.get_secret_value()
+            configs.append(
+                self._database_config(name, url, extra.pooler, pool, extra.pool_max_waiting)
+            )
+        # Each database's budget audit sums every pool on its server.
+        pooled = [config for config in configs if not config.uses_dev_sqlite]
+        return tuple(
+            replace(
+                config,
+                server_pools=tuple(
+                    (other.name, other.pool)
+                    for other in pooled
+                    if server_of(other.url) == server_of(config.url)
+                ),
+            )
+            for config in configs
+        )
+
+    def _database_config(
+        self, name: str, url: str, pooler: Pooler, pool: PoolSettings, max_waiting: int | None
+    ) -> DatabaseConfig:
+        return DatabaseConfig(
+            name=name,
+            url_variable="DATABASE_URL" if name == PRIMARY else f"DATABASES__{name.upper()}__URL",
+            url=url,
+            pooler=pooler,
+            pool=pool,
+            max_waiting=max_waiting,
+            uses_dev_sqlite=name == PRIMARY and self.uses_dev_sqlite,
+            profile=self.database_profile,
+            application_name=self.database_application_name,
+            connect_timeout=self.database_connect_timeout,
+            connect_retries=self.database_connect_retries,
+            connect_retry_delay=self.database_connect_retry_delay,
+            budget_check=self.budget_check,
+            web_concurrency=self.web_concurrency,
+        )
 
     @property
     def pool_status_is_public(self) -> bool:
@@ -412,69 +293,10 @@ class Settings(BaseSettings):
         return self.database_profile is Profile.DEV and self.health_pool_token is None
 
 
-def _postgresql_url(raw: str, *, sqlite_message: str) -> str:
-    # The messages never include the URL: it may hold a password.
-    try:
-        url = make_url(raw)
-    except ArgumentError:
-        raise ValueError(
-            "not a database URL; expected postgresql+asyncpg://user:password@host:5432/name"
-        ) from None
-    if url.drivername.startswith("sqlite"):
-        raise ValueError(sqlite_message)
-    driver = _DRIVERS.get(url.drivername)
-    if driver is None:
-        raise ValueError(
-            f"driver {url.drivername!r} is not supported; use postgresql+asyncpg:// "
-            "(postgresql:// is accepted and switched to asyncpg)"
-        )
-    return url.set(drivername=driver).render_as_string(hide_password=False)
-
-
-def _unsafe_url_problems(url: URL, variable: str) -> list[tuple[str, str]]:
-    # Each problem, and what to do about it.
-    problems = []
-    if (url.password or "") in _PLACEHOLDER_PASSWORDS:
-        problems.append(
-            (
-                f"{variable} has an empty or placeholder password",
-                "use a real secret (or DATABASE_ALLOW_INSECURE=true for a local trial)",
-            )
-        )
-    if not _is_local(url) and not _uses_tls(url):
-        problems.append(
-            (
-                f"{variable} reaches {url.host} without TLS",
-                "add ?ssl=require (or DATABASE_ALLOW_INSECURE=true on a private network)",
-            )
-        )
-    return problems
-
-
-def _server(url: str) -> tuple[str | None, int]:
-    # Pools reaching one host and port share its max_connections, whichever
-    # database they use there.
-    parsed = make_url(url)
-    return parsed.host, parsed.port or 5432
-
-
-def _is_local(url: URL) -> bool:
-    return url.host is None or url.host in _LOCAL_HOSTS or url.host.startswith("/")
-
-
-def _uses_tls(url: URL) -> bool:
-    return any(url.query.get(key) in _TLS_MODES for key in ("ssl", "sslmode"))
-
-
-# Dependencies are coroutines on purpose: FastAPI runs plain functions in a
-# thread pool, which costs a thread hop per request for nothing.
-async def get_settings(request: Request) -> Settings:
-    """Return the settings the running application was built with."""
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+def _pool(profile: Profile, values: dict[str, Any]) -> PoolSettings:
+    # The profile's defaults, with every value that was set explicitly.
+    overrides = {name: value for name, value in values.items() if value is not None}
+    return replace(POOL_PROFILES[profile], **overrides)
 
 
 def load_settings(**values: Any) -> Settings:
@@ -482,38 +304,4 @@ def load_settings(**values: Any) -> Settings:
     try:
         return Settings(**values)
     except ValidationError as error:
-        raise SettingsError("\n".join(_describe(problem) for problem in error.errors())) from None
-
-
-def _describe(problem: Any) -> str:
-    message = str(problem["msg"]).removeprefix("Value error, ")
-    location = [str(part) for part in problem["loc"]]
-    if not location:
-        return message
-    # ("databases", "replica", "pool_size") was DATABASES__REPLICA__POOL_SIZE.
-    variable = "__".join(part for part in location if part != "[key]").upper()
-    if location[0] == "databases":
-        return _describe_extra_database(problem["type"], location, variable, message, problem)
-    if variable in _SECRETS or not isinstance(problem["input"], str | int | float):
-        return f"{variable}: {message}"
-    return f"{variable}={problem['input']!r}: {message}"
-
-
-def _describe_extra_database(
-    kind: str, location: list[str], variable: str, message: str, problem: Any
-) -> str:
-    if location[-1] == "[key]":
-        return f"{variable}__*: {message}"
-    if len(location) == 2:
-        return f"{variable}: not a setting; use {variable}__URL and the pool variables"
-    if kind == "missing":
-        return f"{variable}: required once any other {variable[: -len('URL')]}* variable is set"
-    settings = DatabaseSettings.model_fields
-    if kind == "extra_forbidden":
-        expected = ", ".join(name.upper() for name in settings)
-        message = f"not a setting of an extra database; expected one of {expected}"
-    # Only the known settings other than the URL are safe to show: a
-    # misspelt URL variable holds a password too.
-    if location[2] == "url" or location[2] not in settings:
-        return f"{variable}: {message}"
-    return f"{variable}={problem['input']!r}: {message}"
+        raise settings_error(error, DatabaseSettings.model_fields) from None

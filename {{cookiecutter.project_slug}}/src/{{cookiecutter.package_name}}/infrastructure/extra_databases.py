@@ -6,14 +6,14 @@ with it. Routes reach one through a dependency from `database_session` or
 `database_connection`.
 """
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from {{ cookiecutter.package_name }}.infrastructure.config import Settings
+from {{ cookiecutter.package_name }}.infrastructure.config import DatabaseConfig
 from {{ cookiecutter.package_name }}.infrastructure.database import (
     Database,
     DatabaseUnavailableError,
@@ -42,27 +42,30 @@ class DatabaseNotConfiguredError(Exception):
 
 
 @asynccontextmanager
-async def open_extra_databases(settings: Settings) -> AsyncIterator[dict[str, Database]]:
+async def open_extra_databases(
+    extras: Iterable[DatabaseConfig],
+) -> AsyncIterator[dict[str, Database]]:
     """Build every extra database's engine; dispose of all of them when the block ends."""
     async with AsyncExitStack() as opened:
         databases: dict[str, Database] = {}
-        for view in settings.extra_databases():
+        for view in extras:
             try:
                 database = await init_db(view)
             except DatabaseUnavailableError as error:
                 # Those built before this one are disposed by the exit stack.
                 raise DatabaseUnavailableError(f"{view.url_variable}: {error}") from error
             opened.push_async_callback(close_db, database)
-            databases[view.database_name] = database
+            databases[view.name] = database
         yield databases
 
 
-async def wait_for_databases(settings: Settings, *, announce: bool = True) -> None:
+async def wait_for_databases(databases: Iterable[DatabaseConfig], *, announce: bool = True) -> None:
     """Wait for the primary, then each extra database."""
     # The dev SQLite file too: its schema is brought up to date here, once,
     # before any worker starts on it.
-    await wait_for_database(settings, announce=announce)
-    for view in settings.extra_databases():
+    primary, *extras = databases
+    await wait_for_database(primary, announce=announce)
+    for view in extras:
         try:
             await wait_for_database(view, announce=announce)
         except DatabaseUnavailableError as error:

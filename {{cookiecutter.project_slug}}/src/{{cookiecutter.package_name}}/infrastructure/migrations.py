@@ -2,6 +2,7 @@
 
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -12,7 +13,7 @@ from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from {{ cookiecutter.package_name }}.infrastructure.config import Settings
+from {{ cookiecutter.package_name }}.infrastructure.config import DatabaseConfig, Settings
 
 # Alembic's own variable for the path of its configuration file.
 ALEMBIC_CONFIG_VARIABLE: Final = "ALEMBIC_CONFIG"
@@ -45,7 +46,7 @@ def find_alembic_ini() -> Path:
     )
 
 
-def alembic_config(settings: Settings) -> Config:
+def alembic_config(settings: Settings | DatabaseConfig) -> Config:
     """Alembic's configuration for migrating the database that `settings` point at."""
     # Alembic's own messages to stdout are dropped: the commands print what they did.
     config = Config(find_alembic_ini(), stdout=io.StringIO())
@@ -73,3 +74,8 @@ async def current_revisions(connection: AsyncConnection) -> tuple[str, ...]:
         return tuple(MigrationContext.configure(sync_connection).get_current_heads())
 
     return await connection.run_sync(read)
+
+
+def revision_names(revisions: Sequence[str]) -> str:
+    """Name the revisions for a message: sorted, or "base" for none."""
+    return ", ".join(sorted(revisions)) or "base"

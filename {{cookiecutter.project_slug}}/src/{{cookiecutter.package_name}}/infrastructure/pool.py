@@ -19,11 +19,10 @@ class FairQueue(AsyncAdaptedQueue[ConnectionPoolEntry]):
 
     SQLAlchemy's asyncio queue lets a request that has just arrived take a
     returned connection ahead of those already waiting, and a waiter that loses
-    this race queues again at the back. Under sustained overload some requests
-    lost it again and again: at 256 concurrent requests on a 20+40 pool the
-    slowest took 7.6 s while the median took 0.1 s. Here a returned connection
-    goes straight to the longest waiter, so every wait is bounded by the queue
-    ahead of it (and by pool_timeout).
+    this race queues again at the back, so under sustained overload some
+    requests lose it again and again. Here a returned connection goes straight
+    to the longest waiter, so every wait is bounded by the queue ahead of it
+    (and by pool_timeout).
     """
 
     def __init__(self, maxsize: int = 0, use_lifo: bool = False) -> None:
@@ -77,10 +76,9 @@ class BurstPool(AsyncAdaptedQueuePool):
 
     SQLAlchemy's QueuePool closes an overflow connection the moment it comes
     back whenever pool_size connections are idle, so a service whose load
-    hovers above pool_size reconnects many times a second (measured: about 10
-    to 100 new connections a second at 64 concurrent requests with the prod
-    profile). Here a returned connection above pool_size is kept until the pool
-    has not needed more than pool_size connections for LINGER_SECONDS.
+    hovers above pool_size reconnects many times a second. Here a returned
+    connection above pool_size is kept until the pool has not needed more than
+    pool_size connections for LINGER_SECONDS.
     """
 
     # Log under sqlalchemy.pool like SQLAlchemy's own pools, so that the usual

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from {{ cookiecutter.package_name }}.infrastructure.database import Base
+from {{ cookiecutter.package_name }}.infrastructure.orm import Base
 
 NAME_MAX_LENGTH: Final = 200
 DESCRIPTION_MAX_LENGTH: Final = 2000

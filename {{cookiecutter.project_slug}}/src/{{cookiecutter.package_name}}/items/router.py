@@ -4,18 +4,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 
-from {{ cookiecutter.package_name }}.errors import (
-    DATABASE_UNAVAILABLE,
-    INVALID_REQUEST,
-    ErrorMessage,
-)
-from {{ cookiecutter.package_name }}.infrastructure.database import (
+from {{ cookiecutter.package_name }}.dependencies import (
     ConnectionDep,
     ReadConnectionDep,
     ReadSessionDep,
+    ReplicaConnectionDep,
     SessionDep,
 )
-from {{ cookiecutter.package_name }}.infrastructure.extra_databases import ReplicaConnectionDep
 from {{ cookiecutter.package_name }}.items import service
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.items.schemas import (
@@ -25,6 +20,11 @@ from {{ cookiecutter.package_name }}.items.schemas import (
     ItemWithReviews,
     ReviewCreate,
     ReviewPublic,
+)
+from {{ cookiecutter.package_name }}.responses import (
+    DATABASE_UNAVAILABLE,
+    INVALID_REQUEST,
+    ErrorMessage,
 )
 
 # The id column is a 32-bit integer; larger ids cannot exist, so they are a 422.
