@@ -178,12 +178,14 @@ def new_migrations(project: Path) -> Iterator[None]:
 def test_the_quick_start_and_migration_steps_run_as_typed(
     project: Path, clean_env: dict[str, str]
 ) -> None:
-    readme = project / "README.md"
+    docs = project / "docs"
     package = project.name.replace("-", "_")
     (postgres,) = [
-        block for block in shell_blocks(section(readme, "Quick start")) if "DATABASE_URL" in block
+        block
+        for block in shell_blocks(section(docs / "development.md", "Running locally"))
+        if "DATABASE_URL" in block
     ]
-    (migrations,) = shell_blocks(section(readme, "Migrations"))
+    (migrations, *_) = shell_blocks((docs / "migrations.md").read_text())
     # The steps as typed, on a database of this run's own instead of the documented name,
     # and without `serve`, which would run until stopped (the server tests cover it).
     assert f"/{package}\n" in postgres

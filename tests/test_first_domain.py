@@ -19,8 +19,8 @@ DEV_DATABASE = f"{PACKAGE}_dev"  # the database the README's commands create and
 
 
 def adding_a_domain(project: Path) -> str:
-    """The README's "Adding a domain" section."""
-    readme = (project / "README.md").read_text()
+    """The "Adding a domain" section of the development docs."""
+    readme = (project / "docs" / "development.md").read_text()
     section = readme.split("\n## Adding a domain\n", 1)[1]
     return section.split("\n## ", 1)[0]
 
