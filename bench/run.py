@@ -3,7 +3,7 @@
 One command, from the template's root (PostgreSQL at BENCH_DATABASE_URL, default the local
 server's postgres user):
 
-    uv run python -m bench.run            # 10 s runs, 3 interleaved rounds (about 25 minutes)
+    uv run python -m bench.run            # 10 s runs, 3 interleaved rounds (about 35 minutes)
     uv run python -m bench.run --quick    # 3 s runs, 1 round, to try it out
 
 It generates the default project into a temporary directory, migrates and seeds a throwaway
@@ -558,6 +558,10 @@ RATIO_TARGETS = (
 )
 
 
+def listed(numbers: set[int]) -> str:
+    return ", ".join(str(n) for n in sorted(numbers))
+
+
 def check_targets(rows: list[dict[str, Any]], report: Report) -> list[dict[str, Any]]:
     """Issue 17.2's targets beside what this run measured."""
     targets: list[dict[str, Any]] = []
@@ -579,7 +583,7 @@ def check_targets(rows: list[dict[str, Any]], report: Report) -> list[dict[str, 
         ratio = row["cpu_ratio_to_raw"]
         targets.append(
             {
-                "target": f"{variant} {method} at c={connections}: CPU >= {least:.2f}x raw's",
+                "target": f"{variant} {method}, c={connections}: at least {least:.2f}x raw",
                 "measured": f"{ratio:.2f}x",
                 "met": ratio >= least,
             }
@@ -588,12 +592,17 @@ def check_targets(rows: list[dict[str, Any]], report: Report) -> list[dict[str, 
         own = [r for r in rows if r["variant"] == variant]
         if own:
             errors = sum(r["non_2xx"] + r["socket_errors"] for r in own)
-            levels = ", ".join(str(c) for c in sorted({r["connections"] for r in own}))
+            levels = {r["connections"] for r in own}
+            missing = {16, 64, 256} - levels
+            observed = f"{errors} non-2xx or socket errors at c={listed(levels)}"
+            if missing:
+                observed += f"; c={listed(missing)} not run"
             targets.append(
                 {
                     "target": f"{variant}: no error at c=16, 64, 256",
-                    "measured": f"{errors} non-2xx or socket errors at c={levels}",
-                    "met": errors == 0 and {16, 64, 256} <= {r["connections"] for r in own},
+                    "measured": observed,
+                    # Errors anywhere fail it; no errors where only some levels ran says nothing.
+                    "met": False if errors else (None if missing else True),
                 }
             )
     if report.overload:
@@ -673,7 +682,7 @@ def print_targets(targets: list[dict[str, Any]]) -> None:
         return
     print("\nTargets (issue 17.2; the benchmark reports, it does not fail):")
     for target in targets:
-        verdict = "met" if target["met"] else "NOT MET"
+        verdict = {True: "met", False: "NOT MET", None: "unknown"}[target["met"]]
         print(f"  {verdict:<8} {target['target']}: {target['measured']}")
 
 
@@ -780,8 +789,14 @@ def main() -> int:
                 measured = [int(c) for c in args.connections.split(",")]
                 for method in args.methods.split(","):
                     print(f"  profiling the generated service, {method} ...", flush=True)
+                    # At least 5 s: about a thousand samples, enough for a share of 1 %.
                     report.profile[method] = profile_generated(
-                        project, dsn, method, profiled_connections(measured), args.seconds, workdir
+                        project,
+                        dsn,
+                        method,
+                        profiled_connections(measured),
+                        max(args.seconds, 5.0),
+                        workdir,
                     )
     finally:
         asyncio.run(drop_database(ADMIN_DSN, database))

@@ -34,6 +34,7 @@ except ImportError:
         ReadConnectionDep,
     )
 
+# The benchmark bakes the default project: its command and package carry the default names.
 COMMAND: Final = "orders-service"
 MAX_ID: Final = 2_147_483_647
 
