@@ -28,7 +28,7 @@ try:
         ConnectionDep,
         ReadConnectionDep,
     )
-except ImportError:
+except ModuleNotFoundError:
     from orders_service.infrastructure.database import (  # type: ignore[no-redef,unused-ignore]
         ConnectionDep,
         ReadConnectionDep,
