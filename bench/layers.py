@@ -12,7 +12,9 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+KERNEL = "kernel (system calls)"
 LAYERS = (
+    KERNEL,
     "server",
     "routing and dependencies",
     "middlewares",
@@ -26,7 +28,8 @@ LAYERS = (
     "other",
 )
 LAYER_DESCRIPTIONS = {
-    "server": "uvicorn, httptools, asyncio, sockets",
+    KERNEL: "system time from /proc; samples: inside send, recv and the like",
+    "server": "uvicorn, httptools, asyncio's loop and transports",
     "routing and dependencies": "fastapi and starlette outside middleware and serialisation",
     "middlewares": "the service's access log and admission, starlette.middleware",
     "logging": "the logging module and the service's log formatter",
@@ -62,6 +65,11 @@ _NATIVE = (
     (re.compile(r"httptools|llhttp|_asynciomodule|socketmodule|selectmodule"), "server"),
     (re.compile(r"_json"), "validation and serialisation"),
     (re.compile(r"sqlalchemy"), "SQLAlchemy"),
+)
+# libc's wrappers of the system calls a server makes per request.
+_SYSCALLS = frozenset(
+    ("send", "recv", "sendto", "recvfrom", "sendmsg", "recvmsg", "write", "writev", "read")
+    + ("epoll_wait", "epoll_ctl", "accept4", "close", "getsockopt", "setsockopt")
 )
 # CPython's collector, run inside whatever allocation crossed a threshold.
 _GC = re.compile(r"^(gc_collect|collect_generations|_PyGC_Collect|gc_collect_main)")
@@ -112,8 +120,13 @@ def attribute(raw: str, package: str) -> Counter[str]:
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
+        frames = stack.split(";")
         layer = "other"
-        for frame in reversed(stack.split(";")):
+        leaf = _FRAME.match(frames[-1])
+        if leaf and leaf["function"].removeprefix("__libc_") in _SYSCALLS:
+            samples[KERNEL] += int(count)
+            continue
+        for frame in reversed(frames):
             match = _FRAME.match(frame)
             if match and (found := layer_of(match["function"], match["file"], package)):
                 layer = found

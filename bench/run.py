@@ -172,6 +172,9 @@ class Measurement:
     rss_mib: float
     peak_rss_mib: float
     cpu_us_per_request: float
+    # In the kernel: socket calls on loopback do the receiving side's TCP work too.
+    cpu_user_us_per_request: float
+    cpu_system_us_per_request: float
 
 
 @dataclass
@@ -235,11 +238,12 @@ def wait_for_first_read(port: int, process: subprocess.Popen[bytes], started: fl
     raise RuntimeError("server did not answer within 60 s")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used so far."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time a process has used so far."""
     # Fields 14 and 15 of /proc/<pid>/stat, counted after the parenthesised name.
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
 def memory_mib(pid: int) -> tuple[float, float]:
@@ -310,9 +314,10 @@ def measure(
         time.sleep(1.0)
         rss_warm, _ = memory_mib(pid)
         with ConnectionSampler(ADMIN_DSN, database, variant.application_name) as sampler:
-            cpu_before = cpu_seconds(pid)
+            user_before, system_before = cpu_seconds(pid)
             load = run_load(port, method, connections, seconds)
-            cpu_used = cpu_seconds(pid) - cpu_before
+            user_after, system_after = cpu_seconds(pid)
+        per_request = 1e6 / max(load.requests, 1)
         rss, peak_rss = memory_mib(pid)
     return Measurement(
         variant=variant.name,
@@ -326,7 +331,9 @@ def measure(
         rss_after_warmup_mib=rss_warm,
         rss_mib=rss,
         peak_rss_mib=peak_rss,
-        cpu_us_per_request=cpu_used / max(load.requests, 1) * 1e6,
+        cpu_us_per_request=(user_after - user_before + system_after - system_before) * per_request,
+        cpu_user_us_per_request=(user_after - user_before) * per_request,
+        cpu_system_us_per_request=(system_after - system_before) * per_request,
     )
 
 
@@ -460,6 +467,8 @@ def summarise(report: Report) -> list[dict[str, Any]]:
             # The server's CPU time per request hardly depends on what else
             # the machine runs, unlike requests/s: the steadier comparison.
             "cpu_us_per_request": cpu,
+            "cpu_user_us_per_request": median([m.cpu_user_us_per_request for m in runs]),
+            "cpu_system_us_per_request": median([m.cpu_system_us_per_request for m in runs]),
         }
         for ceiling in CEILINGS:
             ceiling_runs = runs_of(method, connections, ceiling)
@@ -528,24 +537,37 @@ def profile_generated(
 
 
 def layer_budget(rows: list[dict[str, Any]], report: Report) -> dict[str, dict[str, Any]]:
-    """Each layer's share of the profile, and that share of the measured CPU per request."""
+    """Each layer's share of the samples, and its CPU per request.
+
+    A sampling profiler sees wall time of a thread that is not idle, and on a busy
+    machine a thread that wakes a peer in a system call is often preempted there.
+    So the kernel's line is the system time measured from /proc, and the user-space
+    layers divide the measured user time in proportion to their samples.
+    """
     budget: dict[str, dict[str, Any]] = {}
     for method, profile in report.profile.items():
         if "shares" not in profile:
             continue
-        cpu = next(
+        row = next(
             (
-                row["cpu_us_per_request"]
-                for row in rows
-                if (row["variant"], row["method"], row["connections"])
+                r
+                for r in rows
+                if (r["variant"], r["method"], r["connections"])
                 == ("generated", method, profile["connections"])
             ),
-            float("nan"),
+            {},
         )
-        budget[method] = {
-            layer: {"share": share, "cpu_us_per_request": share * cpu}
-            for layer, share in profile["shares"].items()
-        }
+        user = row.get("cpu_user_us_per_request", float("nan"))
+        system = row.get("cpu_system_us_per_request", float("nan"))
+        shares: dict[str, float] = profile["shares"]
+        in_user_space = 1 - shares[layers.KERNEL]
+        budget[method] = {}
+        for layer, share in shares.items():
+            if layer == layers.KERNEL:
+                cpu = system
+            else:
+                cpu = share / in_user_space * user if in_user_space else float("nan")
+            budget[method][layer] = {"share": share, "cpu_us_per_request": cpu}
     return budget
 
 
@@ -663,9 +685,10 @@ def print_budget(budget: dict[str, dict[str, Any]], report: Report) -> None:
     connections = {report.profile[m]["connections"] for m in methods}
     samples = ", ".join(f"{m} {report.profile[m]['samples']}" for m in methods)
     print(
-        f"\nCPU budget of the generated service by layer (py-spy at c={min(connections)}; "
-        f"samples: {samples}):\nshare of the samples, and that share of its CPU us per "
-        "request in the table above"
+        f"\nCPU budget of the generated service by layer, from py-spy at c={min(connections)}\n"
+        f"(samples: {samples}): each layer's share of the samples, then its CPU us per request;\n"
+        "the kernel's is the system time measured in the run above, and the other layers\n"
+        "share the measured user time in proportion to their samples"
     )
     endpoints = {"GET": "GET /items/{id}", "POST": "POST /items"}
     print(f"{'layer':<30}" + "".join(f"{endpoints.get(m, m):>18}" for m in methods) + "  made of")
