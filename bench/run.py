@@ -380,7 +380,19 @@ def count_statements(variant: Variant, project: Path, dsn: str) -> dict[str, dic
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
+        # The server's connections may still be closing: finish that in the loop, then
+        # close it, rather than leave pending tasks to complain at the interpreter's exit.
+        loop.run_until_complete(close_proxy(proxy))
+        loop.close()
     return figures
+
+
+async def close_proxy(proxy: CountingProxy) -> None:
+    await proxy.stop()
+    pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 def overload(project: Path, dsn: str, seconds: float) -> dict[str, Any]:
