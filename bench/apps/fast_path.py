@@ -21,7 +21,7 @@ from starlette.routing import Match
 from starlette.types import Scope
 from uvicorn.importer import import_from_string
 
-# The request dependencies move to one module of their own (issue 13); before, they lived
+# Newer projects keep the request dependencies in a module of their own; older ones
 # beside the engine.
 try:
     from orders_service.dependencies import (  # type: ignore[import-not-found,unused-ignore]
