@@ -44,6 +44,10 @@ PRIMARY: Final = "primary"
 # Names of extra databases: single words, or words joined by single underscores,
 # since "__" separates the name from the setting in DATABASES__<NAME>__<SETTING>.
 _DATABASE_NAME: Final = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
+{%- if cookiecutter.use_sentry %}
+# What Sentry's client accepts: a key, a host and a numeric project id.
+_SENTRY_DSN: Final = re.compile(r"https?://[^@/\s]+@[^/\s]+/(?:\S*/)?\d+/?")
+{%- endif %}
 
 
 def _valid_database_name(name: str) -> str:
@@ -154,6 +158,10 @@ class Settings(BaseSettings):
     graceful_shutdown_timeout: int = Field(default=20, gt=0)
     max_requests_in_flight: int | None = Field(default=None, gt=0)
     health_pool_token: SecretStr | None = None
+{%- if cookiecutter.use_sentry %}
+    # Where unhandled errors are reported (error_tracking.py); unset or empty: nowhere.
+    sentry_dsn: SecretStr | None = None
+{%- endif %}
     log_format: LogFormat | None = None
     log_level: LogLevel | None = None
     databases: dict[Annotated[str, AfterValidator(_valid_database_name)], DatabaseSettings] = {}
@@ -168,6 +176,21 @@ class Settings(BaseSettings):
             "to use it, or give a postgresql+asyncpg:// URL"
         )
         return SecretStr(postgresql_url(value.get_secret_value(), sqlite_message=sqlite))
+
+{%- if cookiecutter.use_sentry %}
+
+    @field_validator("sentry_dsn")
+    @classmethod
+    def _sentry_dsn(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not _SENTRY_DSN.fullmatch(value.get_secret_value()):
+            raise ValueError(
+                "not a Sentry DSN; copy it from the Sentry project's Client Keys page "
+                "(https://<key>@<host>/<project id>), or leave it empty for no reports"
+            )
+        return value
+{%- endif %}
 
     @model_validator(mode="after")
     def _require_a_safe_postgresql_outside_dev(self) -> "Settings":
