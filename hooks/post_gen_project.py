@@ -17,7 +17,9 @@ OPTIONAL_FILES = {
     "use_github_actions": [".github"],
     "use_prometheus": [
         "src/{{ cookiecutter.package_name }}/metrics.py",
+        "src/{{ cookiecutter.package_name }}/worker_metrics.py",
         "tests/test_metrics.py",
+        "tests/test_worker_metrics.py",
     ],
     "use_opentelemetry": [
         "src/{{ cookiecutter.package_name }}/telemetry.py",
