@@ -17,13 +17,25 @@ OPTIONAL_FILES = {
     "use_github_actions": [".github"],
     "use_prometheus": [
         "src/{{ cookiecutter.package_name }}/metrics.py",
+        "src/{{ cookiecutter.package_name }}/worker_metrics.py",
         "tests/test_metrics.py",
+        "tests/test_worker_metrics.py",
+    ],
+    "use_opentelemetry": [
+        "src/{{ cookiecutter.package_name }}/telemetry.py",
+        "tests/test_telemetry.py",
+    ],
+    "use_sentry": [
+        "src/{{ cookiecutter.package_name }}/error_tracking.py",
+        "tests/test_error_tracking.py",
     ],
 }
 CHOSEN = {
     "use_docker": {{ cookiecutter.use_docker }},
     "use_github_actions": {{ cookiecutter.use_github_actions }},
     "use_prometheus": {{ cookiecutter.use_prometheus }},
+    "use_opentelemetry": {{ cookiecutter.use_opentelemetry }},
+    "use_sentry": {{ cookiecutter.use_sentry }},
 }
 
 

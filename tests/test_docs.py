@@ -27,7 +27,13 @@ NOT_CHECKED = re.compile(r"<!-- snippet: not checked, (?P<reason>\S.*?) -->\s*\Z
 # A snippet that runs itself (`asyncio.run(main())` at the top level) is a script to run.
 SCRIPT = re.compile(r"^asyncio\.run\(", re.MULTILINE)
 # Every option on, so that every conditional section of the docs is there.
-ANSWERS = {"use_prometheus": True, "use_docker": True, "use_github_actions": True}
+ANSWERS = {
+    "use_prometheus": True,
+    "use_opentelemetry": True,
+    "use_sentry": True,
+    "use_docker": True,
+    "use_github_actions": True,
+}
 # An inline link or image, `[text](target)`; its target up to a space or the closing bracket.
 LINK = re.compile(r"\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
 HEADING = re.compile(r"^#{1,6}\s+(?P<title>.+?)\s*#*$", re.MULTILINE)

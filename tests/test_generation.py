@@ -33,6 +33,8 @@ SUPPORTED: dict[str, dict[str, Any]] = {
         "license": "BSD-3-Clause",
         "use_github_actions": False,
         "use_prometheus": True,
+        "use_opentelemetry": True,
+        "use_sentry": True,
     },
     "longest-names-proprietary": {
         "project_name": "Northwind Inventory Reconciliation",
@@ -41,8 +43,12 @@ SUPPORTED: dict[str, dict[str, Any]] = {
         "license": "Proprietary",
         "use_prometheus": True,
     },
-    "shortest-names": {"project_name": "Ox", "use_docker": False},
-    "own-package-name": {"project_name": "Billing", "package_name": "billing_core"},
+    "shortest-names": {"project_name": "Ox", "use_docker": False, "use_sentry": True},
+    "own-package-name": {
+        "project_name": "Billing",
+        "package_name": "billing_core",
+        "use_opentelemetry": True,
+    },
 }
 
 # The generated test suite runs against PostgreSQL for these, each on the Python
@@ -125,13 +131,35 @@ def test_every_module_is_short(baked: Path) -> None:
     assert {path: length for path, length in lengths.items() if length > 350} == {}
 
 
+OPTIONAL_MODULES = {
+    "use_prometheus": ["metrics", "worker_metrics"],
+    "use_opentelemetry": ["telemetry"],
+    "use_sentry": ["error_tracking"],
+}
+OPTIONAL_DEPENDENCIES = {
+    "use_prometheus": ["prometheus-client"],
+    "use_opentelemetry": ["opentelemetry-sdk", "opentelemetry-instrumentation-sqlalchemy"],
+    "use_sentry": ["sentry-sdk"],
+}
+
+
 def test_files_follow_the_chosen_options(bake: Bake) -> None:
-    everything = bake(use_docker=True, use_github_actions=True, use_prometheus=True)
+    everything = bake(
+        use_docker=True,
+        use_github_actions=True,
+        **dict.fromkeys(OPTIONAL_MODULES, True),
+    )
     assert (everything / "Dockerfile").is_file()
     assert (everything / ".github" / "workflows" / "ci.yml").is_file()
-    assert (everything / "src" / "orders_service" / "metrics.py").is_file()
-    assert (everything / "tests" / "test_metrics.py").is_file()
-    assert "prometheus-client" in (everything / "pyproject.toml").read_text()
+    main = (everything / "src" / "orders_service" / "main.py").read_text()
+    pyproject = (everything / "pyproject.toml").read_text()
+    for option, modules in OPTIONAL_MODULES.items():
+        for module in modules:
+            assert (everything / "src" / "orders_service" / f"{module}.py").is_file(), option
+            assert (everything / "tests" / f"test_{module}.py").is_file(), option
+        assert f"orders_service.{modules[0]} import" in main, option
+        for dependency in OPTIONAL_DEPENDENCIES[option]:
+            assert f'"{dependency}>=' in pyproject, dependency
 
 
 def test_unchosen_options_leave_no_files(bake: Bake) -> None:
@@ -140,9 +168,17 @@ def test_unchosen_options_leave_no_files(bake: Bake) -> None:
     assert not {"Dockerfile", ".dockerignore", "compose.yaml"} & names
     assert not any(name.startswith(".github/") for name in names)
     assert not (project / ".github").exists()
-    assert not {"src/orders_service/metrics.py", "tests/test_metrics.py"} & names
-    assert "prometheus" not in (project / "pyproject.toml").read_text()
-    assert "metrics" not in (project / "src" / "orders_service" / "main.py").read_text()
+    pyproject = (project / "pyproject.toml").read_text()
+    main = (project / "src" / "orders_service" / "main.py").read_text()
+    for option, modules in OPTIONAL_MODULES.items():
+        for module in modules:
+            assert f"src/orders_service/{module}.py" not in names, option
+            assert f"tests/test_{module}.py" not in names, option
+            assert module not in main, option
+        for dependency in OPTIONAL_DEPENDENCIES[option]:
+            assert dependency not in pyproject, dependency
+    config = project / "src" / "orders_service" / "infrastructure" / "config.py"
+    assert "sentry" not in config.read_text()
 
 
 def test_the_project_has_its_layout(bake: Bake) -> None:

@@ -42,12 +42,20 @@ def is_database_variable(name: str) -> bool:
 
 
 # Other variables of the service that would change what the tests' requests get.
-REQUEST_VARIABLES = ("LOG_", "CORS_", "TRUSTED_HOSTS", "MAX_REQUEST_BODY_BYTES")
+REQUEST_VARIABLES = (
+    "LOG_",
+    "CORS_",
+    "TRUSTED_HOSTS",
+    "MAX_REQUEST_BODY_BYTES",
+    "OTEL_",
+    "SENTRY_",
+)
 
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Keep the developer's database, log and request variables and .env file out of every test."""
+    """Keep the developer's database, log, request, OTEL_* and SENTRY_* variables out of tests."""
+    # A developer's collector or Sentry project must not receive the tests' requests and bugs.
     for name in list(os.environ):
         if is_database_variable(name) or name.upper().startswith(REQUEST_VARIABLES):
             monkeypatch.delenv(name)

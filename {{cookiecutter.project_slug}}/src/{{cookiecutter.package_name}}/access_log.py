@@ -7,6 +7,7 @@ import secrets
 import time
 from typing import Any, Final
 
+from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from {{ cookiecutter.package_name }}.logs import current_request_id
@@ -14,6 +15,8 @@ from {{ cookiecutter.package_name }}.logs import current_request_id
 logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER: Final = b"x-request-id"
+# W3C Trace Context: a caller's trace id, taken as the request id when traced.
+TRACEPARENT_HEADER: Final = b"traceparent"
 # An id a client or proxy chose is kept if it looks like one: UUIDs, trace ids
 # and base64 tokens fit; a line break, a terminal escape or a novel do not.
 VALID_REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
@@ -105,14 +108,21 @@ def unanswered_status(error: BaseException | None) -> int:
 
 
 def _request_id(scope: Scope) -> str:
+    # FastAPI's telemetry, outside this middleware, has started the request's
+    # span when tracing is on; its trace id finds the request's trace from a log line.
+    span = trace.get_current_span().get_span_context()
+    given: str | None = None
+    traceparent = False
     name: bytes
     value: bytes
     for name, value in scope["headers"]:
-        if name == REQUEST_ID_HEADER:
-            if VALID_REQUEST_ID.fullmatch(value):
-                return value.decode("ascii")
-            break
-    return secrets.token_hex(REQUEST_ID_BYTES)
+        if name == REQUEST_ID_HEADER and given is None:
+            given = value.decode("ascii") if VALID_REQUEST_ID.fullmatch(value) else ""
+        elif name == TRACEPARENT_HEADER:
+            traceparent = True
+    if span.is_valid and (traceparent or not given):
+        return trace.format_trace_id(span.trace_id)
+    return given or secrets.token_hex(REQUEST_ID_BYTES)
 
 
 def _log_access(scope: Scope, status: int, started: float) -> None:

@@ -15,6 +15,9 @@ from {{ cookiecutter.package_name }}.infrastructure.database import DatabaseUnav
 from {{ cookiecutter.package_name }}.infrastructure.extra_databases import wait_for_databases
 from {{ cookiecutter.package_name }}.infrastructure.settings_errors import SettingsError
 from {{ cookiecutter.package_name }}.logs import configure_logging
+{%- if cookiecutter.use_prometheus %}
+from {{ cookiecutter.package_name }}.worker_metrics import share_metrics_between_workers
+{%- endif %}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
+{%- if cookiecutter.use_prometheus %}
+    share_metrics_between_workers(1 if args.reload else settings.web_concurrency)
+{%- endif %}
     # A factory, so that every worker process builds its own app and engine.
     uvicorn.run(
         "{{ cookiecutter.package_name }}.main:create_app",

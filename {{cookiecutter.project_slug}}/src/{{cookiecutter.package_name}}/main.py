@@ -12,6 +12,9 @@ from starlette.types import ASGIApp
 from {{ cookiecutter.package_name }} import health
 from {{ cookiecutter.package_name }}.access_log import RequestLogMiddleware, document_request_id
 from {{ cookiecutter.package_name }}.admission import Admission, AdmissionMiddleware
+{%- if cookiecutter.use_sentry %}
+from {{ cookiecutter.package_name }}.error_tracking import add_error_tracking
+{%- endif %}
 from {{ cookiecutter.package_name }}.errors import (
     document_constraint_answers,
     register_error_handlers,
@@ -30,6 +33,9 @@ from {{ cookiecutter.package_name }}.request_checks import (
     TrustedHostMiddleware,
     document_body_limit,
 )
+{%- if cookiecutter.use_opentelemetry %}
+from {{ cookiecutter.package_name }}.telemetry import add_telemetry
+{%- endif %}
 
 logger = logging.getLogger(__name__)
 
@@ -115,5 +121,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(items_router)
 {%- if cookiecutter.use_prometheus %}
     add_metrics(app)
+{%- endif %}
+{%- if cookiecutter.use_opentelemetry %}
+    add_telemetry(app)
+{%- endif %}
+{%- if cookiecutter.use_sentry %}
+    add_error_tracking(settings)
 {%- endif %}
     return app

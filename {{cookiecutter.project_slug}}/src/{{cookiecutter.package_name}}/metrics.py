@@ -2,6 +2,7 @@
 
 Each application gets its own registry, built in `add_metrics`: tests and
 workers that build several applications in one process never share a series.
+With several workers, worker_metrics.py makes one scrape cover them all.
 Pool figures are read from the running databases when Prometheus scrapes, so
 the request path pays nothing for them.
 """
@@ -37,6 +38,12 @@ from {{ cookiecutter.package_name }}.infrastructure.capacity import (
 )
 from {{ cookiecutter.package_name }}.infrastructure.config import PRIMARY
 from {{ cookiecutter.package_name }}.infrastructure.database import Database
+from {{ cookiecutter.package_name }}.worker_metrics import (
+    WorkerFigures,
+    scrape_registry,
+    shared_between_workers,
+    sync_while_running,
+)
 
 # The route label of requests no route matched: their raw paths would give
 # every scanner's guess a series of its own.
@@ -220,8 +227,15 @@ async def metrics(request: Request) -> Response:
 
 def add_metrics(app: FastAPI) -> None:
     """Give `app` its own registry, count its requests, and serve them at /metrics."""
-    registry = CollectorRegistry()
-    registry.register(PoolCollector(app.state))
+    if shared_between_workers():
+        # Every worker writes to the shared files; a scrape reads them all back.
+        registry = scrape_registry()
+        metrics = RequestMetrics(CollectorRegistry())
+        sync_while_running(app, WorkerFigures(CollectorRegistry()))
+    else:
+        registry = CollectorRegistry()
+        registry.register(PoolCollector(app.state))
+        metrics = RequestMetrics(registry)
     app.state.metrics_registry = registry
-    app.add_middleware(RequestMetricsMiddleware, metrics=RequestMetrics(registry))
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     app.include_router(router)

@@ -9,6 +9,7 @@ workers must fit in the server's max_connections (`check_connection_budget`).
 import bisect
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -87,11 +88,15 @@ class PoolStats:
         default_factory=lambda: [0] * (len(CHECKOUT_WAIT_BUCKETS) + 1)
     )
     checkout_wait_seconds: float = 0.0
+    # Called with each wait too: metrics shared between workers record them as they come.
+    checkout_wait_observers: list[Callable[[float], None]] = field(default_factory=list)
 
     def record_checkout_wait(self, seconds: float) -> None:
         """Count one request that waited `seconds` for its connection."""
         self.checkout_waits[bisect.bisect_left(CHECKOUT_WAIT_BUCKETS, seconds)] += 1
         self.checkout_wait_seconds += seconds
+        for observe in self.checkout_wait_observers:
+            observe(seconds)
 
     def record_timeout(self) -> int:
         """Count one request answered 503 for want of a connection; return how many to log now."""

@@ -50,6 +50,10 @@ PRIMARY: Final = "primary"
 # Names of extra databases: single words, or words joined by single underscores,
 # since "__" separates the name from the setting in DATABASES__<NAME>__<SETTING>.
 _DATABASE_NAME: Final = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
+{%- if cookiecutter.use_sentry %}
+# What Sentry's client accepts: a key, a host and a numeric project id.
+_SENTRY_DSN: Final = re.compile(r"https?://[^@/\s]+@[^/\s]+/(?:\S*/)?\d+/?")
+{%- endif %}
 
 
 def _valid_database_name(name: str) -> str:
@@ -166,6 +170,10 @@ class Settings(BaseSettings):
     # Empty: any Host header is served.
     trusted_hosts: HostPatterns = ()
     max_request_body_bytes: int = Field(default=DEFAULT_MAX_REQUEST_BODY_BYTES, gt=0)
+{%- if cookiecutter.use_sentry %}
+    # Where unhandled errors are reported (error_tracking.py); unset or empty: nowhere.
+    sentry_dsn: SecretStr | None = None
+{%- endif %}
     log_format: LogFormat | None = None
     log_level: LogLevel | None = None
     databases: dict[Annotated[str, AfterValidator(_valid_database_name)], DatabaseSettings] = {}
@@ -180,6 +188,21 @@ class Settings(BaseSettings):
             "to use it, or give a postgresql+asyncpg:// URL"
         )
         return SecretStr(postgresql_url(value.get_secret_value(), sqlite_message=sqlite))
+
+{%- if cookiecutter.use_sentry %}
+
+    @field_validator("sentry_dsn")
+    @classmethod
+    def _sentry_dsn(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not _SENTRY_DSN.fullmatch(value.get_secret_value()):
+            raise ValueError(
+                "not a Sentry DSN; copy it from the Sentry project's Client Keys page "
+                "(https://<key>@<host>/<project id>), or leave it empty for no reports"
+            )
+        return value
+{%- endif %}
 
     @model_validator(mode="after")
     def _refuse_credentials_from_any_origin(self) -> "Settings":

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 # Variables whose values never appear in an error message; nor does any
 # DATABASES__<NAME>__URL.
-_SECRETS: Final = frozenset({"DATABASE_URL", "HEALTH_POOL_TOKEN"})
+_SECRETS: Final = frozenset({"DATABASE_URL", "HEALTH_POOL_TOKEN", "SENTRY_DSN"})
 
 
 class SettingsError(Exception):
