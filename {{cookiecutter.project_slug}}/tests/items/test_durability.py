@@ -4,6 +4,7 @@ import asyncio
 import json
 import random
 from decimal import Decimal
+from itertools import cycle
 from typing import Any
 
 import pytest
@@ -16,15 +17,14 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from {{ cookiecutter.package_name }}.dependencies import ConnectionDep, SessionDep
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings
-from {{ cookiecutter.package_name }}.infrastructure.database import (
-    Database,
-    SessionDep,
-)
+from {{ cookiecutter.package_name }}.infrastructure.database import Database
 from {{ cookiecutter.package_name }}.items import service
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.items.schemas import ItemCreate
 from tests.conftest import connection_count
+from tests.items import fast_path
 
 BATCHES = 10
 BATCH_SIZE = 200
@@ -39,6 +39,8 @@ EXPECTED_STATUS = {
 }
 FAILING = {"pair-refused", "pair-crashed", "commit-failed"}
 PAIRS = {"pair-committed", "pair-refused", "pair-crashed", "pair-disconnected"}
+# SessionDep with the items service, or ConnectionDep with the fast-path recipe.
+THROUGH = ("session", "connection")
 
 
 @pytest.fixture
@@ -51,35 +53,63 @@ def new_item(name: str) -> ItemCreate:
     return ItemCreate.model_validate({"name": name, "price": "1"})
 
 
+async def fail_at_commit(connection: AsyncConnection) -> None:
+    """Make the transaction's COMMIT fail, although every statement so far succeeded."""
+    # A deferred constraint is only checked at COMMIT: the handler returns
+    # normally and the commit itself fails.
+    await connection.execute(
+        text("CREATE TEMP TABLE twice (n int UNIQUE DEFERRABLE INITIALLY DEFERRED) ON COMMIT DROP")
+    )
+    await connection.execute(text("INSERT INTO twice VALUES (1), (1)"))
+
+
+def fail_after_writing(fail: str) -> None:
+    """Fail the handler as asked, after it has written."""
+    if fail == "refuse":
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="refused after writing")
+    if fail == "crash":
+        raise RuntimeError("handler bug after writing")
+
+
 @pytest.fixture
 def durability_routes(app: FastAPI) -> FastAPI:
-    """Routes that write two items in one transaction, or one whose commit fails."""
+    """Routes that write two items in one transaction, or one whose commit fails.
 
-    async def write_pair(session: SessionDep, name: str, fail: str = "") -> dict[str, str]:
-        connection = await session.connection()
+    Each twice: through the example's idiom (SessionDep, the items service) and
+    through the fast-path recipe (ConnectionDep, Core statements).
+    """
+
+    async def pair_in_session(session: SessionDep, name: str, fail: str = "") -> dict[str, str]:
         for half in ("a", "b"):
-            await service.create_item(connection=connection, data=new_item(f"{name}/{half}"))
-        if fail == "refuse":
-            raise HTTPException(status.HTTP_409_CONFLICT, detail="refused after writing")
-        if fail == "crash":
-            raise RuntimeError("handler bug after writing")
+            await service.create(session=session, data=new_item(f"{name}/{half}"))
+        fail_after_writing(fail)
         return {"status": "written"}
 
-    async def fail_at_commit(session: SessionDep, name: str) -> dict[str, str]:
-        await service.create_item(connection=await session.connection(), data=new_item(name))
-        # A deferred constraint is only checked at COMMIT: the handler returns
-        # normally and the commit itself fails.
-        await session.execute(
-            text(
-                "CREATE TEMP TABLE twice (n int UNIQUE DEFERRABLE INITIALLY DEFERRED) "
-                "ON COMMIT DROP"
-            )
-        )
-        await session.execute(text("INSERT INTO twice VALUES (1), (1)"))
+    async def pair_on_connection(
+        connection: ConnectionDep, name: str, fail: str = ""
+    ) -> dict[str, str]:
+        for half in ("a", "b"):
+            await fast_path.create(connection=connection, data=new_item(f"{name}/{half}"))
+        fail_after_writing(fail)
+        return {"status": "written"}
+
+    async def commit_fails_in_session(session: SessionDep, name: str) -> dict[str, str]:
+        await service.create(session=session, data=new_item(name))
+        await fail_at_commit(await session.connection())
         return {"status": "looks fine until commit"}
 
-    app.add_api_route("/test/pair", write_pair, methods=["POST"])
-    app.add_api_route("/test/fail-at-commit", fail_at_commit, methods=["POST"])
+    async def commit_fails_on_connection(connection: ConnectionDep, name: str) -> dict[str, str]:
+        await fast_path.create(connection=connection, data=new_item(name))
+        await fail_at_commit(connection)
+        return {"status": "looks fine until commit"}
+
+    app.include_router(fast_path.router, prefix="/test/connection")
+    app.add_api_route("/test/session/pair", pair_in_session, methods=["POST"])
+    app.add_api_route("/test/connection/pair", pair_on_connection, methods=["POST"])
+    app.add_api_route("/test/session/fail-at-commit", commit_fails_in_session, methods=["POST"])
+    app.add_api_route(
+        "/test/connection/fail-at-commit", commit_fails_on_connection, methods=["POST"]
+    )
     return app
 
 
@@ -102,17 +132,26 @@ async def test_a_concurrent_mix_of_outcomes_loses_nothing_and_half_writes_nothin
     settings: Settings,
 ) -> None:
     rng = random.Random(20261122)
-    kinds = list(EXPECTED_STATUS)
+    # Every kind of request through both dependencies, in each batch.
+    combinations = [(kind, through) for kind in EXPECTED_STATUS for through in THROUGH]
 
-    async def send(kind: str, name: str) -> int | None:
+    async def send(kind: str, through: str, name: str) -> int | None:
+        # The example's own POST /items, or the recipe's, mounted under /test/connection.
+        prefix = "" if through == "session" else "/test/connection"
         match kind:
             case "created":
-                request = committing_client.post("/items", json={"name": name, "price": "1"})
+                request = committing_client.post(
+                    f"{prefix}/items", json={"name": name, "price": "1"}
+                )
             case "commit-failed":
-                request = committing_client.post("/test/fail-at-commit", params={"name": name})
+                request = committing_client.post(
+                    f"/test/{through}/fail-at-commit", params={"name": name}
+                )
             case _:
                 fail = {"pair-refused": "refuse", "pair-crashed": "crash"}.get(kind, "")
-                request = committing_client.post("/test/pair", params={"name": name, "fail": fail})
+                request = committing_client.post(
+                    f"/test/{through}/pair", params={"name": name, "fail": fail}
+                )
         task = asyncio.create_task(request)
         if kind == "pair-disconnected":
             # The client goes away at some point of the request: while it waits for a
@@ -127,11 +166,11 @@ async def test_a_concurrent_mix_of_outcomes_loses_nothing_and_half_writes_nothin
     sent: list[tuple[str, str, int | None]] = []
     for batch in range(BATCHES):
         requests = [
-            (kinds[n % len(kinds)], f"{kinds[n % len(kinds)]}-{batch}-{n}")
-            for n in range(BATCH_SIZE)
+            (kind, through, f"{kind}-{through}-{batch}-{n}")
+            for n, (kind, through) in zip(range(BATCH_SIZE), cycle(combinations), strict=False)
         ]
-        answers = await asyncio.gather(*(send(kind, name) for kind, name in requests))
-        for (kind, name), answer in zip(requests, answers, strict=True):
+        answers = await asyncio.gather(*(send(*request) for request in requests))
+        for (kind, _, name), answer in zip(requests, answers, strict=True):
             sent.append((kind, name, answer))
 
     stored = await committed_names(database_url)

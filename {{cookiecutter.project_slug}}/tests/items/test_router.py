@@ -1,9 +1,17 @@
 """The items API, through the real app; every test's writes are rolled back."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from httpx import AsyncClient
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from {{ cookiecutter.package_name }}.infrastructure.config import load_settings
+from {{ cookiecutter.package_name }}.main import create_app
+from tests.conftest import in_process_client
 
 NEW = {"name": "Espresso cup", "description": "Porcelain, 80 ml", "price": "9.5"}
 
@@ -23,6 +31,43 @@ async def test_create_returns_the_stored_item(client: AsyncClient) -> None:
     assert item["price"] == "9.50"
     assert item["created_at"]
     assert (await client.get(f"/items/{item['id']}")).json() == item
+
+
+@contextmanager
+def statements_on(connection: AsyncConnection) -> Iterator[list[str]]:
+    """Collect the SQL statements run on `connection` (every request's, in these tests)."""
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(connection.sync_connection, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(connection.sync_connection, "before_cursor_execute", record)
+
+
+async def test_create_reads_what_the_database_filled_in_with_the_insert(
+    client: AsyncClient, connection: AsyncConnection
+) -> None:
+    with statements_on(connection) as statements:
+        item = await create(client)
+    # Nothing but the INSERT (and the test's SAVEPOINTs): no second query for created_at.
+    (insert,) = [s for s in statements if not s.startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
+    assert insert.startswith("INSERT INTO items")
+    assert "created_at" in insert.partition("RETURNING")[2]
+    assert item["created_at"]
+
+
+async def test_the_dev_sqlite_file_fills_in_the_id_and_created_at_too() -> None:
+    # The dev profile without DATABASE_URL: a SQLite file in the test's directory.
+    app = create_app(load_settings(_env_file=None, database_echo=False))
+    async with in_process_client(app, lifespan=True) as client:
+        item = await create(client)
+        assert item["id"] == 1
+        assert item["created_at"]
+        assert (await client.get(f"/items/{item['id']}")).json() == item
 
 
 async def test_ids_come_from_a_sequence(client: AsyncClient) -> None:

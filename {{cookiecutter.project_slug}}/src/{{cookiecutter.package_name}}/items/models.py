@@ -31,6 +31,8 @@ class Item(Base):
     """Something the service sells."""
 
     __tablename__ = "items"
+    # created_at always comes back with the INSERT (RETURNING): a lazy load of it could not run.
+    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012
 
     id: Mapped[int] = mapped_column(Identity(start=1), primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH))
@@ -53,7 +55,7 @@ class Review(Base):
     __table_args__ = (
         CheckConstraint(f"rating BETWEEN {RATING_MIN} AND {RATING_MAX}", name="rating_range"),
     )
-    # created_at comes back with the INSERT (RETURNING), not from a lazy load.
+    # As for Item: created_at comes back with the INSERT.
     __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012
 
     id: Mapped[int] = mapped_column(Identity(start=1), primary_key=True)

@@ -5,10 +5,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 
 from {{ cookiecutter.package_name }}.dependencies import (
-    ConnectionDep,
-    ReadConnectionDep,
     ReadSessionDep,
-    ReplicaConnectionDep,
+    ReplicaSessionDep,
     SessionDep,
 )
 from {{ cookiecutter.package_name }}.items import service
@@ -52,7 +50,7 @@ ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 async def valid_item_id(item_id: ItemId, session: SessionDep) -> Item:
     """Load the item named in the path for a change, or answer 404."""
-    item = await service.get_item(session=session, item_id=item_id)
+    item = await service.get(session=session, item_id=item_id)
     if item is None:
         raise not_found(item_id)
     return item
@@ -67,9 +65,9 @@ ItemDep = Annotated[Item, Depends(valid_item_id)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_item(data: ItemCreate, connection: ConnectionDep) -> ItemPublic:
+async def create_item(data: ItemCreate, session: SessionDep) -> ItemPublic:
     """Create an item."""
-    item = await service.create_item(connection=connection, data=data)
+    item = await service.create(session=session, data=data)
     return ItemPublic.model_validate(item)
 
 
@@ -77,19 +75,19 @@ async def create_item(data: ItemCreate, connection: ConnectionDep) -> ItemPublic
 async def list_items(
     # A listing may lag the primary by the replica's delay; reading one item
     # back, just written, stays on the primary (get_item).
-    connection: ReplicaConnectionDep,
+    session: ReplicaSessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> list[ItemPublic]:
     """List items, oldest first."""
-    items = await service.list_items(connection=connection, limit=limit, offset=offset)
+    items = await service.list_page(session=session, limit=limit, offset=offset)
     return [ItemPublic.model_validate(item) for item in items]
 
 
 @router.get("/{item_id}", responses=NOT_FOUND)
-async def get_item(item_id: ItemId, connection: ReadConnectionDep) -> ItemPublic:
+async def get_item(item_id: ItemId, session: ReadSessionDep) -> ItemPublic:
     """Return one item."""
-    item = await service.find_item(connection=connection, item_id=item_id)
+    item = await service.get(session=session, item_id=item_id)
     if item is None:
         raise not_found(item_id)
     return ItemPublic.model_validate(item)
@@ -98,7 +96,7 @@ async def get_item(item_id: ItemId, connection: ReadConnectionDep) -> ItemPublic
 @router.patch("/{item_id}", responses=NOT_FOUND)
 async def update_item(item: ItemDep, data: ItemUpdate, session: SessionDep) -> ItemPublic:
     """Change some fields of an item."""
-    item = await service.update_item(session=session, item=item, data=data)
+    item = await service.update(session=session, item=item, data=data)
     return ItemPublic.model_validate(item)
 
 
@@ -109,13 +107,13 @@ async def update_item(item: ItemDep, data: ItemUpdate, session: SessionDep) -> I
 )
 async def delete_item(item: ItemDep, session: SessionDep) -> None:
     """Delete an item."""
-    await service.delete_item(session=session, item=item)
+    await service.delete(session=session, item=item)
 
 
 @router.get("/{item_id}/reviews", responses=NOT_FOUND)
 async def get_item_with_reviews(item_id: ItemId, session: ReadSessionDep) -> ItemWithReviews:
     """Return one item with its reviews, oldest first."""
-    item = await service.get_item_with_reviews(session=session, item_id=item_id)
+    item = await service.get_with_reviews(session=session, item_id=item_id)
     if item is None:
         raise not_found(item_id)
     return ItemWithReviews.model_validate(item)
@@ -124,5 +122,5 @@ async def get_item_with_reviews(item_id: ItemId, session: ReadSessionDep) -> Ite
 @router.post("/{item_id}/reviews", status_code=status.HTTP_201_CREATED, responses=NOT_FOUND)
 async def create_review(item: ItemDep, data: ReviewCreate, session: SessionDep) -> ReviewPublic:
     """Review an item."""
-    review = await service.create_review(session=session, item=item, data=data)
+    review = await service.add_review(session=session, item=item, data=data)
     return ReviewPublic.model_validate(review)
