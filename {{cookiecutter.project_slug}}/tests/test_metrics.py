@@ -11,11 +11,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import Database
 from tests.conftest import in_process_client
+from tests.probe import create_probe_app
 from tests.test_admission import LIMIT, Holding, hold_every_place, limited_app
 from tests.test_errors import add_test_routes
-from tests.probe import create_probe_app
 
-ITEM_ROUTE = {"method": "GET", "route": "/probes/{probe_id}"}
+PROBE_ROUTE = {"method": "GET", "route": "/probes/{probe_id}"}
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:
@@ -53,18 +53,18 @@ async def holding_client(holding_app: FastAPI) -> AsyncIterator[AsyncClient]:
 async def test_requests_are_counted_by_route_template_and_status(client: AsyncClient) -> None:
     created = await client.post("/probes", json={"name": "Cup", "price": "9.5"})
     assert created.status_code == 201, created.text
-    item_id = created.json()["id"]
+    probe_id = created.json()["id"]
     before = await scrape(client)
     for _ in range(3):
         assert (await client.get(f"/probes/{probe_id}")).status_code == 200
-    assert (await client.get(f"/probes/{item_id + 1000}")).status_code == 404
+    assert (await client.get(f"/probes/{probe_id + 1000}")).status_code == 404
     after = await scrape(client)
-    counted_before = sample(before, "http_requests_total", **ITEM_ROUTE, status="200") or 0
-    assert sample(after, "http_requests_total", **ITEM_ROUTE, status="200") == counted_before + 3
-    assert sample(after, "http_requests_total", **ITEM_ROUTE, status="404") == 1
-    timed_before = sample(before, "http_request_duration_seconds_count", **ITEM_ROUTE) or 0
-    assert sample(after, "http_request_duration_seconds_count", **ITEM_ROUTE) == timed_before + 4
-    # Never the raw path: one series per route, however many items there are.
+    counted_before = sample(before, "http_requests_total", **PROBE_ROUTE, status="200") or 0
+    assert sample(after, "http_requests_total", **PROBE_ROUTE, status="200") == counted_before + 3
+    assert sample(after, "http_requests_total", **PROBE_ROUTE, status="404") == 1
+    timed_before = sample(before, "http_request_duration_seconds_count", **PROBE_ROUTE) or 0
+    assert sample(after, "http_request_duration_seconds_count", **PROBE_ROUTE) == timed_before + 4
+    # Never the raw path: one series per route, however many probes there are.
     assert f"/probes/{probe_id}" not in after
 
 
