@@ -9,6 +9,7 @@ as typed; the deletion follows its "Deleting the example" section the same way.
 import re
 import shutil
 import subprocess
+import textwrap
 import uuid
 from pathlib import Path
 
@@ -30,6 +31,11 @@ def code_blocks(section: str, language: str) -> list[list[str]]:
     """The lines of each fenced `language` block of `section`, without their indentation."""
     blocks = re.findall(rf"```{language}\n(.*?)```", section, flags=re.DOTALL)
     return [[line.strip() for line in block.splitlines() if line.strip()] for block in blocks]
+
+
+def raw_code_blocks(section: str, language: str) -> list[str]:
+    """The text of each fenced `language` block of `section`, as indented in the docs."""
+    return re.findall(rf"```{language}\n(.*?)^\s*```", section, flags=re.DOTALL | re.MULTILINE)
 
 
 def insert_after(path: Path, anchor: str, lines: list[str]) -> None:
@@ -162,8 +168,8 @@ def test_deleting_the_example_by_the_docs_keeps_the_suite_green(tmp_path: Path) 
     env = environment_without_virtualenv()
     run(["uv", "sync", "--quiet"], cwd=project, env=env)
     steps = docs_section(project, "Deleting the example")
-    ((routers,),) = code_blocks(steps, "python")
-    (commands,) = code_blocks(steps, "sh")
+    ((routers,), _) = code_blocks(steps, "python")
+    (new_revision,) = code_blocks(steps, "sh")
     package = project / "src" / PACKAGE
 
     # Step 1: the example's package and tests.
@@ -179,10 +185,34 @@ def test_deleting_the_example_by_the_docs_keeps_the_suite_green(tmp_path: Path) 
         )
     )
     replace_line(domains, "ROUTERS", routers)
-    # Step 3: a migration that drops its tables, the history kept.
-    written = write_migration(project, env, commands)
-    upgrade = written.split("def downgrade", 1)[0]
-    assert 0 < upgrade.index('op.drop_table("reviews")') < upgrade.index('op.drop_table("items")')
+    # Step 3: a migration that runs the example's backwards, the history kept.
+    versions = project / "migrations" / "versions"
+    before = set(versions.glob("*.py"))
+    run(["bash", "-c", " && ".join(new_revision)], cwd=project, env=env)
+    (migration,) = set(versions.glob("*.py")) - before
+    block = textwrap.dedent(raw_code_blocks(steps, "python")[1])
+    imports = [line for line in block.splitlines() if line.startswith(("from ", "import "))]
+    rest = "\n".join(line for line in block.splitlines() if line not in imports)
+    header = migration.read_text().split("\ndef upgrade()", 1)[0]
+    insert = "from collections.abc import Sequence\n"
+    header = header.replace(insert, insert + "\n".join(imports) + "\n", 1)
+    migration.write_text(f"{header}\n{rest}")
+    run(["make", "format"], cwd=project, env=env)
+    database = f"{DEV_DATABASE}_{uuid.uuid4().hex[:8]}"
+    run(["createdb", "-h", "127.0.0.1", "-U", "postgres", database], cwd=project, env=env)
+    try:
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
+        upgrade = ["uv", "run", "--no-sync", "orders-service", "db", "upgrade"]
+        run(upgrade, cwd=project, env={**env, "DATABASE_URL": url})
+        query = "SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname = 'public'"
+        tables = run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-tAc", query],
+            cwd=project,
+            env=env,
+        )
+        assert tables.stdout.strip() == "alembic_version", tables.stdout
+    finally:
+        drop_database(database)
 
     # Step 4: nothing of the template's refers to the example any more.
     passes_the_gates_and_the_suite(project, env)
