@@ -4,6 +4,7 @@ import filecmp
 import os
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -196,10 +197,13 @@ def test_the_project_has_its_layout(bake: Bake) -> None:
         "alembic.ini",
         "migrations/env.py",
         "tests/conftest.py",
+        "tests/probe.py",
     ]:
         assert (project / relative).is_file(), relative
     for module in [
         "main",
+        "domains",
+        "settings",
         "health",
         "cli",
         "logs",
@@ -221,6 +225,21 @@ def test_the_project_has_its_layout(bake: Bake) -> None:
     migrations = [path.name for path in (project / "migrations" / "versions").glob("*.py")]
     assert migrations
     assert all(re.fullmatch(r"\d{4}_\d{2}_\d{2}_\d{4}-\w+\.py", name) for name in migrations)
+
+
+def test_no_template_owned_file_imports_the_example(bake: Bake) -> None:
+    project = bake()
+    # The team's paths: what updates never touch may name the example.
+    skip = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["cruft"]["skip"]
+    importing = re.compile(r"^\s*(from|import)\s+[\w.]*\bitems\b", re.MULTILINE)
+    checked = 0
+    for path in project.rglob("*.py"):
+        relative = path.relative_to(project).as_posix()
+        if any(relative == owned or relative.startswith(f"{owned}/") for owned in skip):
+            continue
+        checked += 1
+        assert not importing.search(path.read_text()), relative
+    assert checked > 30
 
 
 def test_baking_twice_gives_identical_bytes(tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+# Importing the registered domains registers their tables in Base.metadata, for autogenerate.
+from {{ cookiecutter.package_name }} import domains  # noqa: F401
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import (
     connect_args,
@@ -18,9 +20,6 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
 )
 from {{ cookiecutter.package_name }}.infrastructure.orm import Base
 from {{ cookiecutter.package_name }}.infrastructure.settings_errors import SettingsError
-
-# One line per domain: importing its models registers its tables for autogenerate.
-from {{ cookiecutter.package_name }}.items import models as items_models  # noqa: F401
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
