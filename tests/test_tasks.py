@@ -13,6 +13,8 @@ import yaml
 from tests.baking import TEMPLATE_DIR, bake_into, environment_without_virtualenv, run, tool
 from tests.makefile import make_targets
 
+pytestmark = pytest.mark.slow
+
 PRE_COMMIT_CONFIG = Path(".pre-commit-config.yaml")
 RUFF_HOOKS = "https://github.com/astral-sh/ruff-pre-commit"
 
