@@ -43,9 +43,9 @@ def is_database_variable(name: str) -> bool:
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Keep the developer's database and LOG_* variables and .env file out of every test."""
+    """Keep the developer's database, LOG_* and MIGRATION_* variables and .env out of tests."""
     for name in list(os.environ):
-        if is_database_variable(name) or name.upper().startswith("LOG_"):
+        if is_database_variable(name) or name.upper().startswith(("LOG_", "MIGRATION_")):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
 

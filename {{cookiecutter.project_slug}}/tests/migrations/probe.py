@@ -4,6 +4,7 @@ The project's own revisions stay out of these tests: whatever a team adds to
 migrations/versions, the probe history holds only what a test writes into it.
 """
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -13,12 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.package_name }}.commands import COMMAND
 from {{ cookiecutter.package_name }}.infrastructure import online_migrations
+from {{ cookiecutter.package_name }}.infrastructure.migration_settings import (
+    MIGRATION_APPLICATION_NAME,
+)
 from tests.conftest import PROJECT_ROOT, is_database_variable
 
 # What a probe revision imports its helpers from, whatever the package is called.
@@ -175,5 +180,26 @@ async def revisions_of(database_url: str) -> Sequence[str]:
         async with engine.connect() as connection:
             rows = await connection.execute(text("SELECT version_num FROM alembic_version"))
             return sorted(row.version_num for row in rows)
+    finally:
+        await engine.dispose()
+
+
+async def until_the_migration_connects(
+    database_url: str, migration: "subprocess.Popen[str]", *, waiting_for_a_lock: bool = False
+) -> None:
+    """Return once the migration process is connected (and, if asked, queued for a lock)."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name "
+        "AND (wait_event_type = 'Lock' OR NOT :waiting_for_a_lock)"
+    )
+    values = {"name": MIGRATION_APPLICATION_NAME, "waiting_for_a_lock": waiting_for_a_lock}
+    # Autocommit: within one transaction pg_stat_activity stays as it was first read.
+    engine = create_async_engine(database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            while not await connection.scalar(query, values):
+                if migration.poll() is not None:
+                    pytest.fail(f"the migration ended first: {finish(migration).stderr}")
+                await asyncio.sleep(0.01)
     finally:
         await engine.dispose()

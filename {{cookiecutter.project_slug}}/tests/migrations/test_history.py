@@ -5,15 +5,11 @@ Hand-written rather than pytest-alembic's: its fixtures hand env.py a connection
 and ours opens its own, with the migrator lock and timeouts that are under test.
 """
 
-import os
-from collections.abc import Iterator
-
-import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from tests.conftest import PROJECT_ROOT, is_database_variable
+from tests.conftest import PROJECT_ROOT
 
 
 def project_config(database_url: str) -> Config:
@@ -22,15 +18,6 @@ def project_config(database_url: str) -> Config:
     config.attributes["database_url"] = database_url
     config.attributes["configure_logger"] = False
     return config
-
-
-@pytest.fixture(autouse=True)
-def _no_developer_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Keep MIGRATION_* and database variables of the developer out of env.py."""
-    for name in list(os.environ):
-        if is_database_variable(name) or name.upper().startswith("MIGRATION_"):
-            monkeypatch.delenv(name)
-    yield
 
 
 def test_the_history_has_a_single_head() -> None:

@@ -1,7 +1,6 @@
 """Migrations wait a bounded time for table locks, so the running service's reads go on."""
 
 import asyncio
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,9 +13,6 @@ from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.package_name }}.dependencies import ReadSessionDep
 from {{ cookiecutter.package_name }}.infrastructure.config import load_settings
-from {{ cookiecutter.package_name }}.infrastructure.migration_settings import (
-    MIGRATION_APPLICATION_NAME,
-)
 from {{ cookiecutter.package_name }}.main import create_app
 from tests.conftest import in_process_client
 from tests.migrations.probe import (
@@ -25,6 +21,7 @@ from tests.migrations.probe import (
     revisions_of,
     start_upgrade,
     stop,
+    until_the_migration_connects,
     upgrade,
 )
 
@@ -73,26 +70,6 @@ async def holding_a_read(database_url: str, name: str) -> AsyncIterator[AsyncCon
         await engine.dispose()
 
 
-async def until_the_migration_waits(
-    database_url: str, migration: "subprocess.Popen[str]"
-) -> None:
-    """Return once a migration has queued for a lock (there may be gaps between its waits)."""
-    query = text(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE application_name = :name AND wait_event_type = 'Lock'"
-    )
-    # Autocommit: within one transaction pg_stat_activity stays as it was first read.
-    engine = create_async_engine(database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            while not await connection.scalar(query, {"name": MIGRATION_APPLICATION_NAME}):
-                if migration.poll() is not None:
-                    pytest.fail(f"the migration ended first: {finish(migration).stderr}")
-                await asyncio.sleep(0.01)
-    finally:
-        await engine.dispose()
-
-
 def service_reading_probe(database_url: str) -> FastAPI:
     """The service, with a route that reads the probe table like any read of a domain."""
     # A statement timeout far above the migration's lock timeout: a read that queues
@@ -122,7 +99,7 @@ async def test_reads_answer_while_an_upgrade_waits_and_it_succeeds_once_the_hold
     ):
         migration = start_upgrade(probe_table, empty_database, **PATIENT)
         try:
-            await until_the_migration_waits(empty_database, migration)
+            await until_the_migration_connects(empty_database, migration, waiting_for_a_lock=True)
             statuses = [(await client.get("/probe")).status_code for _ in range(30)]
             # Every read answered while the upgrade was still waiting behind the holder.
             assert migration.poll() is None

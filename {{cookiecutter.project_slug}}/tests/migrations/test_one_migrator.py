@@ -10,13 +10,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.package_name }}.infrastructure.config import load_settings
-from {{ cookiecutter.package_name }}.infrastructure.migration_settings import (
-    MIGRATION_APPLICATION_NAME,
-    migrator_lock_key,
-)
+from {{ cookiecutter.package_name }}.infrastructure.migration_settings import migrator_lock_key
 from {{ cookiecutter.package_name }}.main import create_app
 from tests.conftest import in_process_client
-from tests.migrations.probe import ProbeHistory, finish, revisions_of, start_upgrade, stop
+from tests.migrations.probe import (
+    ProbeHistory,
+    finish,
+    revisions_of,
+    start_upgrade,
+    stop,
+    until_the_migration_connects,
+)
 
 
 def test_concurrent_upgrades_from_an_empty_database_all_succeed_with_one_head(
@@ -51,19 +55,6 @@ async def holding_the_migrator_lock(database_url: str, name: str) -> AsyncIterat
         await engine.dispose()
 
 
-async def until_a_migrator_waits(database_url: str) -> None:
-    """Return once a migration process is connected and polling for the migrator lock."""
-    query = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name")
-    # Autocommit: within one transaction pg_stat_activity stays as it was first read.
-    engine = create_async_engine(database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            while not await connection.scalar(query, {"name": MIGRATION_APPLICATION_NAME}):
-                await asyncio.sleep(0.01)
-    finally:
-        await engine.dispose()
-
-
 async def test_waiting_for_another_migrator_is_bounded_and_names_it(
     probe: ProbeHistory, empty_database: str
 ) -> None:
@@ -71,9 +62,7 @@ async def test_waiting_for_another_migrator_is_bounded_and_names_it(
     name = f"replica-{uuid.uuid4().hex[:8]}"
     async with holding_the_migrator_lock(empty_database, name) as holder:
         pid = await holder.scalar(text("SELECT pg_backend_pid()"))
-        finished = finish(
-            start_upgrade(probe, empty_database, MIGRATION_WAIT_TIMEOUT_MS="500")
-        )
+        finished = finish(start_upgrade(probe, empty_database, MIGRATION_WAIT_TIMEOUT_MS="500"))
     assert finished.code == 1
     (line,) = finished.errors
     assert "MIGRATION_WAIT_TIMEOUT_MS=500" in line
@@ -89,7 +78,7 @@ async def test_the_service_stays_ready_while_another_replica_migrates(
     async with holding_the_migrator_lock(empty_database, "migrating-replica") as holder:
         waiting = start_upgrade(probe, empty_database)
         try:
-            await until_a_migrator_waits(empty_database)
+            await until_the_migration_connects(empty_database, waiting)
             # Starting and answering readiness take no migration lock.
             async with in_process_client(create_app(settings), lifespan=True) as client:
                 ready = await client.get("/health/ready")
