@@ -19,6 +19,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from {{ cookiecutter.package_name }}.infrastructure.migrations import find_alembic_ini
+
 PROJECT = Path(__file__).resolve().parents[1]
 
 
@@ -40,7 +42,8 @@ def revision_sql(config: Config, script: ScriptDirectory) -> dict[str, str]:
 
 def main(squawk_options: list[str]) -> int:
     """Write each revision's SQL to a temporary folder and run squawk over it."""
-    config = Config(PROJECT / "alembic.ini", stdout=io.StringIO())
+    # The project's alembic.ini, or the one $ALEMBIC_CONFIG names.
+    config = Config(find_alembic_ini(), stdout=io.StringIO())
     # Alembic's progress lines would bury squawk's report.
     config.attributes["configure_logger"] = False
     squawk = shutil.which("squawk")
