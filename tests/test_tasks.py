@@ -76,7 +76,7 @@ BLOCKING_REVISION = """\
 from alembic import op
 
 revision = "lintprobe"
-down_revision = {head!r}
+down_revision = "{head}"
 
 
 def upgrade() -> None:
