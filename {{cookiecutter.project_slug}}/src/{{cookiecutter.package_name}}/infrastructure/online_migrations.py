@@ -1,6 +1,9 @@
 """Steps for migrations that change a table the running service uses (docs/online-migrations.md).
 
-Revisions import them: `from {{ cookiecutter.package_name }}.infrastructure import online_migrations as online`.
+Revisions import the module as `online`:
+
+    from {{ cookiecutter.package_name }}.infrastructure import online_migrations as online
+
 Each takes at most a brief lock on a busy table, so that migrating while the
 service answers never queues its requests for long.
 """
