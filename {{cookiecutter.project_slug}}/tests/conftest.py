@@ -49,6 +49,7 @@ REQUEST_VARIABLES = (
     "MAX_REQUEST_BODY_BYTES",
     "OTEL_",
     "SENTRY_",
+    "MIGRATION_",
 )
 
 
