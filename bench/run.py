@@ -1,15 +1,17 @@
-"""Benchmark the generated service against a raw asyncpg ceiling and the usual FastAPI patterns.
+"""Benchmark the generated service against two ceilings and the usual FastAPI patterns.
 
 One command, from the template's root (PostgreSQL at BENCH_DATABASE_URL, default the local
 server's postgres user):
 
-    uv run python -m bench.run            # 10 s runs, 3 interleaved rounds (about 25 minutes)
+    uv run python -m bench.run            # 10 s runs, 3 interleaved rounds (about 35 minutes)
     uv run python -m bench.run --quick    # 3 s runs, 1 round, to try it out
 
 It generates the default project into a temporary directory, migrates and seeds a throwaway
 database, runs every variant in turn with the same load, prints a table of medians with the
-ratio to the raw baseline, and writes everything to bench/results/. A benchmark, not a test:
-nothing here passes or fails.
+ratios of server CPU per request to both ceilings (raw asyncpg on Starlette, and FastAPI on a
+raw asyncpg pool), a per-layer CPU budget of the generated service from a py-spy profile, and
+issue 17's targets as met or not, and writes everything to bench/results/. A benchmark, not a
+test: nothing here passes or fails.
 """
 
 import argparse
@@ -34,6 +36,7 @@ from typing import Any, Self
 import asyncpg
 import httpx
 
+from bench import layers
 from bench.loadgen import ITEM_COUNT, POST_BODY, LoadResult, run_load
 from bench.pgcount import CountingProxy
 from tests.baking import bake_into, environment_without_virtualenv
@@ -82,18 +85,52 @@ def generated_command(project: Path, port: int) -> list[str]:
     return [str(project / ".venv" / "bin" / project.name), "serve", "--port", str(port)]
 
 
-def generated_environment(dsn: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": dsn,
-        "DATABASE_PROFILE": "prod",
-        # The local server has no password and no TLS; prod refuses that unless told.
-        "DATABASE_ALLOW_INSECURE": "true",
-        "DATABASE_APPLICATION_NAME": "bench-generated",
-        "WEB_CONCURRENCY": "1",
-    }
+def fast_path_command(project: Path, port: int) -> list[str]:
+    # The project's own serve command, run by a script that swaps in the recipe's routes.
+    python = str(project / ".venv" / "bin" / "python")
+    return [python, str(APPS / "fast_path.py"), "--port", str(port)]
+
+
+def service_environment(application_name: str) -> Callable[[str], dict[str, str]]:
+    def environment(dsn: str) -> dict[str, str]:
+        return {
+            "DATABASE_URL": dsn,
+            "DATABASE_PROFILE": "prod",
+            # The local server has no password and no TLS; prod refuses that unless told.
+            "DATABASE_ALLOW_INSECURE": "true",
+            "DATABASE_APPLICATION_NAME": application_name,
+            "WEB_CONCURRENCY": "1",
+        }
+
+    return environment
+
+
+def orm_url(dsn: str) -> dict[str, str]:
+    return {"BENCH_URL": dsn.replace("postgresql://", "postgresql+asyncpg://", 1)}
 
 
 VARIANTS = [
+    Variant(
+        "generated",
+        "generated service as shipped (prod profile)",
+        "bench-generated",
+        generated_command,
+        service_environment("bench-generated"),
+    ),
+    Variant(
+        "fast-path",
+        "generated service, the two routes on Core and bare connections",
+        "bench-fast-path",
+        fast_path_command,
+        service_environment("bench-fast-path"),
+    ),
+    Variant(
+        "fastapi-asyncpg",
+        "FastAPI + raw asyncpg pool",
+        "bench-fastapi-asyncpg",
+        uvicorn_app("fastapi_asyncpg:app"),
+        lambda dsn: {"BENCH_DSN": dsn},
+    ),
     Variant(
         "raw",
         "Starlette + raw asyncpg pool",
@@ -102,27 +139,22 @@ VARIANTS = [
         lambda dsn: {"BENCH_DSN": dsn},
     ),
     Variant(
-        "generated",
-        "generated service (prod profile)",
-        "bench-generated",
-        generated_command,
-        generated_environment,
-    ),
-    Variant(
         "naive",
         "FastAPI + ORM, engine at import, default pool",
         "bench-naive",
         uvicorn_app("naive_sqlalchemy:app"),
-        lambda dsn: {"BENCH_URL": dsn.replace("postgresql://", "postgresql+asyncpg://", 1)},
+        orm_url,
     ),
     Variant(
         "textbook",
         "FastAPI + ORM, textbook lifespan (20+40, pre-ping)",
         "bench-textbook",
         uvicorn_app("textbook_lifespan:app"),
-        lambda dsn: {"BENCH_URL": dsn.replace("postgresql://", "postgresql+asyncpg://", 1)},
+        orm_url,
     ),
 ]
+CEILINGS = ("raw", "fastapi-asyncpg")
+VARIANTS_LIST = ", ".join(v.name for v in VARIANTS)
 
 
 @dataclass
@@ -135,9 +167,14 @@ class Measurement:
     peak_connections: int
     connections_opened_per_second: float
     startup_seconds: float
+    # The serving process is the one worker: every variant runs with one.
+    rss_after_warmup_mib: float
     rss_mib: float
     peak_rss_mib: float
     cpu_us_per_request: float
+    # In the kernel: socket calls on loopback do the receiving side's TCP work too.
+    cpu_user_us_per_request: float
+    cpu_system_us_per_request: float
 
 
 @dataclass
@@ -147,6 +184,8 @@ class Report:
     measurements: list[Measurement] = field(default_factory=list)
     statements: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     overload: dict[str, Any] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)
+    targets: list[dict[str, Any]] = field(default_factory=list)
 
 
 def free_port() -> int:
@@ -199,11 +238,12 @@ def wait_for_first_read(port: int, process: subprocess.Popen[bytes], started: fl
     raise RuntimeError("server did not answer within 60 s")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used so far."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time a process has used so far."""
     # Fields 14 and 15 of /proc/<pid>/stat, counted after the parenthesised name.
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
 def memory_mib(pid: int) -> tuple[float, float]:
@@ -272,10 +312,12 @@ def measure(
         # A server finishes the requests in flight when wrk hangs up; left to
         # overlap the next run they would add to its concurrency and CPU time.
         time.sleep(1.0)
+        rss_warm, _ = memory_mib(pid)
         with ConnectionSampler(ADMIN_DSN, database, variant.application_name) as sampler:
-            cpu_before = cpu_seconds(pid)
+            user_before, system_before = cpu_seconds(pid)
             load = run_load(port, method, connections, seconds)
-            cpu_used = cpu_seconds(pid) - cpu_before
+            user_after, system_after = cpu_seconds(pid)
+        per_request = 1e6 / max(load.requests, 1)
         rss, peak_rss = memory_mib(pid)
     return Measurement(
         variant=variant.name,
@@ -286,9 +328,12 @@ def measure(
         peak_connections=sampler.peak,
         connections_opened_per_second=max(sampler.sessions_opened, 0) / seconds,
         startup_seconds=startup,
+        rss_after_warmup_mib=rss_warm,
         rss_mib=rss,
         peak_rss_mib=peak_rss,
-        cpu_us_per_request=cpu_used / max(load.requests, 1) * 1e6,
+        cpu_us_per_request=(user_after - user_before + system_after - system_before) * per_request,
+        cpu_user_us_per_request=(user_after - user_before) * per_request,
+        cpu_system_us_per_request=(system_after - system_before) * per_request,
     )
 
 
@@ -335,7 +380,19 @@ def count_statements(variant: Variant, project: Path, dsn: str) -> dict[str, dic
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
+        # The server's connections may still be closing: finish that in the loop, then
+        # close it, rather than leave pending tasks to complain at the interpreter's exit.
+        loop.run_until_complete(close_proxy(proxy))
+        loop.close()
     return figures
+
+
+async def close_proxy(proxy: CountingProxy) -> None:
+    await proxy.stop()
+    pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
 
 
 def overload(project: Path, dsn: str, seconds: float) -> dict[str, Any]:
@@ -397,73 +454,227 @@ def median(values: list[float]) -> float:
 
 def summarise(report: Report) -> list[dict[str, Any]]:
     rows = []
+    order = [v.name for v in VARIANTS]
     keys = sorted(
         {(m.method, m.connections, m.variant) for m in report.measurements},
-        key=lambda k: (k[0] != "GET", k[1], [v.name for v in VARIANTS].index(k[2])),
+        key=lambda k: (k[0] != "GET", k[1], order.index(k[2])),
     )
-    for method, connections, variant in keys:
-        runs = [
+
+    def runs_of(method: str, connections: int, variant: str) -> list[Measurement]:
+        return [
             m
             for m in report.measurements
             if (m.method, m.connections, m.variant) == (method, connections, variant)
         ]
-        raw_runs = [
-            m
-            for m in report.measurements
-            if (m.method, m.connections, m.variant) == (method, connections, "raw")
-        ]
+
+    for method, connections, variant in keys:
+        runs = runs_of(method, connections, variant)
         rps = median([m.load.requests_per_second for m in runs])
-        raw = median([m.load.requests_per_second for m in raw_runs])
         cpu = median([m.cpu_us_per_request for m in runs])
-        raw_cpu = median([m.cpu_us_per_request for m in raw_runs])
-        rows.append(
-            {
-                "method": method,
-                "connections": connections,
-                "variant": variant,
-                "requests_per_second": rps,
-                "ratio_to_raw": rps / raw if raw else float("nan"),
-                # The server's CPU time per request hardly depends on what else
-                # the machine runs, unlike requests/s: the steadier comparison.
-                "cpu_us_per_request": cpu,
-                "cpu_ratio_to_raw": raw_cpu / cpu if cpu else float("nan"),
-                "p50_ms": median([m.load.p50_ms for m in runs]),
-                "p99_ms": median([m.load.p99_ms for m in runs]),
-                "max_ms": max(m.load.max_ms for m in runs),
-                "non_2xx": sum(m.load.non_2xx for m in runs),
-                "socket_errors": sum(m.load.socket_errors for m in runs),
-                "peak_connections": max(m.peak_connections for m in runs),
-                "connections_opened_per_second": median(
-                    [m.connections_opened_per_second for m in runs]
-                ),
-                "statements_per_request": report.statements.get(variant, {})
-                .get(method, {})
-                .get("statements", float("nan")),
-                "startup_seconds": median([m.startup_seconds for m in runs]),
-                "peak_rss_mib": max(m.peak_rss_mib for m in runs),
-            }
-        )
+        row: dict[str, Any] = {
+            "method": method,
+            "connections": connections,
+            "variant": variant,
+            "requests_per_second": rps,
+            # The server's CPU time per request hardly depends on what else
+            # the machine runs, unlike requests/s: the steadier comparison.
+            "cpu_us_per_request": cpu,
+            "cpu_user_us_per_request": median([m.cpu_user_us_per_request for m in runs]),
+            "cpu_system_us_per_request": median([m.cpu_system_us_per_request for m in runs]),
+        }
+        for ceiling in CEILINGS:
+            ceiling_runs = runs_of(method, connections, ceiling)
+            ceiling_rps = median([m.load.requests_per_second for m in ceiling_runs])
+            ceiling_cpu = median([m.cpu_us_per_request for m in ceiling_runs])
+            key = ceiling.replace("-", "_")
+            row[f"ratio_to_{key}"] = rps / ceiling_rps if ceiling_runs else float("nan")
+            row[f"cpu_ratio_to_{key}"] = ceiling_cpu / cpu if ceiling_runs else float("nan")
+        row |= {
+            "p50_ms": median([m.load.p50_ms for m in runs]),
+            "p99_ms": median([m.load.p99_ms for m in runs]),
+            "max_ms": max(m.load.max_ms for m in runs),
+            "non_2xx": sum(m.load.non_2xx for m in runs),
+            "socket_errors": sum(m.load.socket_errors for m in runs),
+            "peak_connections": max(m.peak_connections for m in runs),
+            "connections_opened_per_second": median(
+                [m.connections_opened_per_second for m in runs]
+            ),
+            "statements_per_request": report.statements.get(variant, {})
+            .get(method, {})
+            .get("statements", float("nan")),
+            "startup_seconds": median([m.startup_seconds for m in runs]),
+            "rss_after_warmup_mib": median([m.rss_after_warmup_mib for m in runs]),
+            "rss_after_run_mib": median([m.rss_mib for m in runs]),
+            "peak_rss_mib": max(m.peak_rss_mib for m in runs),
+        }
+        rows.append(row)
     return rows
 
 
+def profiled_connections(connections: list[int]) -> int:
+    """The concurrency the issue's figures and targets use, or the middle one measured."""
+    return 64 if 64 in connections else sorted(connections)[len(connections) // 2]
+
+
+def profile_generated(
+    project: Path, dsn: str, method: str, connections: int, seconds: float, workdir: Path
+) -> dict[str, Any]:
+    """Sample the generated service with py-spy under load; count its CPU samples by layer."""
+    generated = next(v for v in VARIANTS if v.name == "generated")
+    py_spy = project / ".venv" / "bin" / "py-spy"
+    if not py_spy.exists():
+        return {"error": "py-spy is not installed in the generated project"}
+    try:
+        with server(generated, project, dsn) as (port, pid, _):
+            run_load(port, method, connections, min(2.0, seconds))
+            time.sleep(1.0)
+            # The load outlasts the sampling on both ends, so every sample is under load.
+            load = threading.Thread(target=run_load, args=(port, method, connections, seconds + 2))
+            load.start()
+            time.sleep(0.5)
+            try:
+                raw = layers.record(py_spy, pid, seconds, workdir / f"py-spy-{method}.txt")
+            finally:
+                load.join()
+    except (OSError, subprocess.SubprocessError, RuntimeError) as error:
+        detail = getattr(error, "stderr", "") or str(error)
+        return {"error": f"py-spy failed: {detail.strip().splitlines()[-1] if detail else error}"}
+    samples = layers.attribute(raw, project.name.replace("-", "_"))
+    total = sum(samples.values())
+    return {
+        "connections": connections,
+        "samples": total,
+        "shares": {layer: samples[layer] / total if total else 0.0 for layer in layers.LAYERS},
+    }
+
+
+def layer_budget(rows: list[dict[str, Any]], report: Report) -> dict[str, dict[str, Any]]:
+    """Each layer's share of the samples, and its CPU per request.
+
+    A sampling profiler sees wall time of a thread that is not idle, and on a busy
+    machine a thread that wakes a peer in a system call is often preempted there.
+    So the kernel's line is the system time measured from /proc, and the user-space
+    layers divide the measured user time in proportion to their samples.
+    """
+    budget: dict[str, dict[str, Any]] = {}
+    for method, profile in report.profile.items():
+        if "shares" not in profile:
+            continue
+        row = next(
+            (
+                r
+                for r in rows
+                if (r["variant"], r["method"], r["connections"])
+                == ("generated", method, profile["connections"])
+            ),
+            {},
+        )
+        user = row.get("cpu_user_us_per_request", float("nan"))
+        system = row.get("cpu_system_us_per_request", float("nan"))
+        shares: dict[str, float] = profile["shares"]
+        in_user_space = 1 - shares[layers.KERNEL]
+        budget[method] = {}
+        for layer, share in shares.items():
+            if layer == layers.KERNEL:
+                cpu = system
+            else:
+                cpu = share / in_user_space * user if in_user_space else float("nan")
+            budget[method][layer] = {"share": share, "cpu_us_per_request": cpu}
+    return budget
+
+
+# Issue 17.2, as CPU ratios to raw: (variant, method, the least ratio).
+RATIO_TARGETS = (
+    ("generated", "GET", 0.30),
+    ("generated", "POST", 0.25),
+    ("fast-path", "GET", 0.45),
+    ("fast-path", "POST", 0.35),
+)
+
+
+def listed(numbers: set[int]) -> str:
+    return ", ".join(str(n) for n in sorted(numbers))
+
+
+def check_targets(rows: list[dict[str, Any]], report: Report) -> list[dict[str, Any]]:
+    """Issue 17.2's targets beside what this run measured."""
+    targets: list[dict[str, Any]] = []
+    measured = sorted({row["connections"] for row in rows})
+    if not measured:
+        return targets
+    connections = profiled_connections(measured)
+    for variant, method, least in RATIO_TARGETS:
+        row = next(
+            (
+                r
+                for r in rows
+                if (r["variant"], r["method"], r["connections"]) == (variant, method, connections)
+            ),
+            None,
+        )
+        if row is None or "raw" not in {r["variant"] for r in rows}:
+            continue
+        ratio = row["cpu_ratio_to_raw"]
+        targets.append(
+            {
+                "target": f"{variant} {method}, c={connections}: at least {least:.2f}x raw",
+                "measured": f"{ratio:.2f}x",
+                "met": ratio >= least,
+            }
+        )
+    for variant in ("generated", "fast-path"):
+        own = [r for r in rows if r["variant"] == variant]
+        if own:
+            errors = sum(r["non_2xx"] + r["socket_errors"] for r in own)
+            levels = {r["connections"] for r in own}
+            missing = {16, 64, 256} - levels
+            observed = f"{errors} non-2xx or socket errors at c={listed(levels)}"
+            if missing:
+                observed += f"; c={listed(missing)} not run"
+            targets.append(
+                {
+                    "target": f"{variant}: no error at c=16, 64, 256",
+                    "measured": observed,
+                    # Errors anywhere fail it; no errors where only some levels ran says nothing.
+                    "met": False if errors else (None if missing else True),
+                }
+            )
+    if report.overload:
+        load = report.overload["load"]
+        targets.append(
+            {
+                "target": "overload: slowest answer within pool_timeout + 1 s, no socket error",
+                "measured": f"{load['max_ms'] / 1000:.2f} s, {load['socket_errors']} socket errors",
+                "met": bool(report.overload["max_wait_within_bound"]),
+            }
+        )
+    return targets
+
+
 def print_table(rows: list[dict[str, Any]], report: Report) -> None:
+    print(
+        "CPU us: the server's CPU time per request; x raw, x fa: the ceiling's CPU per request\n"
+        "over the variant's (raw: Starlette + asyncpg; fa: FastAPI + asyncpg). RSS of the one\n"
+        "worker after warm-up and after the run; start: seconds to the first database-backed 200.\n"
+    )
     header = (
-        f"{'endpoint':<15}{'c':>5}  {'variant':<10}{'req/s':>9}{'x raw':>7}{'CPU us':>7}{'x raw':>6}"
-        f"{'p50 ms':>8}"
-        f"{'p99 ms':>8}{'non2xx':>8}{'sockerr':>8}{'pg conns':>9}{'new/s':>7}{'stmts':>6}"
-        f"{'start s':>8}{'RSS MiB':>8}"
+        f"{'endpoint':<15}{'c':>5}  {'variant':<16}{'req/s':>7}{'CPU us':>8}{'x raw':>6}"
+        f"{'x fa':>6}{'p50 ms':>8}{'p99 ms':>8}{'non2xx':>7}{'sockerr':>8}{'pg':>4}"
+        f"{'new/s':>6}{'stmts':>6}{'start s':>8}{'RSS warm':>9}{'RSS end':>8}"
     )
     print(header)
     print("-" * len(header))
     for row in rows:
         endpoint = "GET /items/{id}" if row["method"] == "GET" else "POST /items"
         print(
-            f"{endpoint:<15}{row['connections']:>5}  {row['variant']:<10}"
-            f"{row['requests_per_second']:>9.0f}{row['ratio_to_raw']:>7.2f}"
-            f"{row['cpu_us_per_request']:>7.0f}{row['cpu_ratio_to_raw']:>6.2f}{row['p50_ms']:>8.1f}"
-            f"{row['p99_ms']:>8.1f}{row['non_2xx']:>8}{row['socket_errors']:>8}"
-            f"{row['peak_connections']:>9}{row['connections_opened_per_second']:>7.1f}"
-            f"{row['statements_per_request']:>6.1f}{row['startup_seconds']:>8.2f}{row['peak_rss_mib']:>8.0f}"
+            f"{endpoint:<15}{row['connections']:>5}  {row['variant']:<16}"
+            f"{row['requests_per_second']:>7.0f}{row['cpu_us_per_request']:>8.0f}"
+            f"{row['cpu_ratio_to_raw']:>6.2f}{row['cpu_ratio_to_fastapi_asyncpg']:>6.2f}"
+            f"{row['p50_ms']:>8.1f}{row['p99_ms']:>8.1f}{row['non_2xx']:>7}"
+            f"{row['socket_errors']:>8}{row['peak_connections']:>4}"
+            f"{row['connections_opened_per_second']:>6.1f}{row['statements_per_request']:>6.1f}"
+            f"{row['startup_seconds']:>8.2f}{row['rss_after_warmup_mib']:>9.0f}"
+            f"{row['rss_after_run_mib']:>8.0f}"
         )
     if report.overload:
         load = report.overload["load"]
@@ -474,6 +685,40 @@ def print_table(rows: list[dict[str, Any]], report: Report) -> None:
             f"slowest {load['max_ms'] / 1000:.2f} s, status right after: "
             f"{report.overload['status_right_after']}"
         )
+
+
+def print_budget(budget: dict[str, dict[str, Any]], report: Report) -> None:
+    for method, profile in report.profile.items():
+        if "error" in profile:
+            print(f"\nCPU budget by layer, {method}: not measured ({profile['error']})")
+    if not budget:
+        return
+    methods = list(budget)
+    connections = {report.profile[m]["connections"] for m in methods}
+    samples = ", ".join(f"{m} {report.profile[m]['samples']}" for m in methods)
+    print(
+        f"\nCPU budget of the generated service by layer, from py-spy at c={min(connections)}\n"
+        f"(samples: {samples}): each layer's share of the samples, then its CPU us per request;\n"
+        "the kernel's is the system time measured in the run above, and the other layers\n"
+        "share the measured user time in proportion to their samples"
+    )
+    endpoints = {"GET": "GET /items/{id}", "POST": "POST /items"}
+    print(f"{'layer':<30}" + "".join(f"{endpoints.get(m, m):>18}" for m in methods) + "  made of")
+    for layer in layers.LAYERS:
+        cells = "".join(
+            f"{budget[m][layer]['share']:>9.1%}{budget[m][layer]['cpu_us_per_request']:>6.0f} us"
+            for m in methods
+        )
+        print(f"{layer:<30}{cells}  {layers.LAYER_DESCRIPTIONS[layer]}")
+
+
+def print_targets(targets: list[dict[str, Any]]) -> None:
+    if not targets:
+        return
+    print("\nTargets (issue 17.2; the benchmark reports, it does not fail):")
+    for target in targets:
+        verdict = {True: "met", False: "NOT MET", None: "unknown"}[target["met"]]
+        print(f"  {verdict:<8} {target['target']}: {target['measured']}")
 
 
 def main() -> int:
@@ -494,14 +739,21 @@ def main() -> int:
     parser.add_argument("--variants", default=",".join(v.name for v in VARIANTS))
     parser.add_argument("--quick", action="store_true", help="3 s runs, one round")
     parser.add_argument(
+        "--no-profile", action="store_true", help="skip the py-spy profile of the generated service"
+    )
+    parser.add_argument(
         "--output", type=Path, help="JSON file (default: bench/results/<time>.json)"
     )
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds = 3.0, 1
-    variants = [v for v in VARIANTS if v.name in args.variants.split(",")]
-    if variants[0].name != "raw":
-        print("note: without the raw variant there is no ratio", file=sys.stderr)
+    names = args.variants.split(",")
+    variants = [v for v in VARIANTS if v.name in names]
+    if unknown := set(names) - {v.name for v in VARIANTS}:
+        parser.error(f"unknown variant {', '.join(sorted(unknown))}; choose from {VARIANTS_LIST}")
+    for ceiling in CEILINGS:
+        if ceiling not in names:
+            print(f"note: without the {ceiling} variant there is no ratio to it", file=sys.stderr)
 
     started = datetime.now(UTC)
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -521,6 +773,14 @@ def main() -> int:
             env=env,
             check=True,
         )
+        if not args.no_profile:
+            # A sampling profiler outside the process: the service runs unmodified.
+            subprocess.run(
+                ["uv", "pip", "install", "--quiet", "--python", ".venv/bin/python", "py-spy"],
+                cwd=project,
+                env=env,
+                check=False,
+            )
         asyncio.run(prepare_database(ADMIN_DSN, database))
         subprocess.run(
             [str(project / ".venv" / "bin" / "alembic"), "upgrade", "head"],
@@ -555,21 +815,39 @@ def main() -> int:
                         report.measurements.append(result)
                         print(
                             f"  {method:<4} c={connections:<4} round {round_number + 1} "
-                            f"{variant.name:<10} {result.load.requests_per_second:8.0f} req/s",
+                            f"{variant.name:<16} {result.load.requests_per_second:8.0f} req/s",
                             flush=True,
                         )
-        if "generated" in args.variants:
+        if "generated" in names:
             report.overload = overload(project, dsn, args.seconds)
+            if not args.no_profile:
+                measured = [int(c) for c in args.connections.split(",")]
+                for method in args.methods.split(","):
+                    print(f"  profiling the generated service, {method} ...", flush=True)
+                    # At least 5 s: about a thousand samples, enough for a share of 1 %.
+                    report.profile[method] = profile_generated(
+                        project,
+                        dsn,
+                        method,
+                        profiled_connections(measured),
+                        max(args.seconds, 5.0),
+                        workdir,
+                    )
     finally:
         asyncio.run(drop_database(ADMIN_DSN, database))
         shutil.rmtree(workdir, ignore_errors=True)
 
     rows = summarise(report)
+    budget = layer_budget(rows, report)
+    report.targets = check_targets(rows, report)
     print()
     print_table(rows, report)
+    print_budget(budget, report)
+    print_targets(report.targets)
     output = args.output or ROOT / "bench" / "results" / f"{started:%Y%m%dT%H%M%S}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(asdict(report) | {"summary": rows}, indent=2, default=str))
+    results = asdict(report) | {"summary": rows, "layer_budget": budget}
+    output.write_text(json.dumps(results, indent=2, default=str))
     print(f"\nresults: {output}")
     return 0
 

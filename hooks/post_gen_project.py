@@ -63,7 +63,7 @@ Created {{ cookiecutter.project_slug }}. Next steps, with uv (https://docs.astra
   git init && git add . && git commit -m "Generate from template"
       starts the history that template updates are merged into
 
-Then read README.md for configuration and pool profiles.
+Then read docs/README.md: configuration, pool profiles, how to add a domain.
 """
 
 

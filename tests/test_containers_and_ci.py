@@ -25,6 +25,7 @@ from tests.makefile import make_targets
 
 PYTHON_VERSIONS = ["3.11", "3.12", "3.13"]
 WORKFLOW = Path(".github/workflows/ci.yml")
+DEPENDABOT = Path(".github/dependabot.yml")
 DOCKER_FILES = [Path("Dockerfile"), Path(".dockerignore"), Path("compose.yaml")]
 FULL_SHA_PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 # Compose's `${NAME:-default}`, resolved to its default as compose does when NAME is unset.
@@ -184,9 +185,51 @@ def test_builder_installs_dependencies_before_copying_the_source(dockerfile: str
     assert ".python-version" in pinned.words()
     syncs = [step.arguments for step in builder if builder_step(step) == "uv sync"]
     assert all("--no-dev" in sync for sync in syncs)
-    # No uv.lock is committed yet: --locked or --frozen would fail the build.
-    assert not any("--locked" in sync or "--frozen" in sync for sync in syncs)
-    assert re.search(r"^#.*--locked", dockerfile, re.MULTILINE), "say when to add --locked"
+    # uv.lock is optional until one is committed: a plain name would fail the build.
+    assert "uv.lock*" in pinned.words()
+
+
+def uv_calls(command: list[str], cwd: Path, tmp_path: Path) -> list[list[str]]:
+    """Run `command` with a stand-in `uv` first on PATH; return the arguments of each call."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    log = tmp_path / "uv-calls.jsonl"
+    log.unlink(missing_ok=True)
+    fake = bin_dir / "uv"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import json, sys\n"
+        f"with open({str(log)!r}, 'a') as log:\n"
+        "    print(json.dumps(sys.argv[1:]), file=log)\n"
+    )
+    fake.chmod(0o755)
+    run(command, cwd=cwd, env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def shell_script(instruction: Instruction) -> str:
+    """The shell command of a RUN instruction, without its leading options."""
+    script = instruction.arguments
+    while script.startswith("--"):
+        script = script.partition(" ")[2]
+    return script
+
+
+@pytest.mark.parametrize("committed_lock", [True, False], ids=["lock", "no-lock"])
+def test_image_installs_the_lock_exactly_once_one_is_committed(
+    dockerfile: str, tmp_path: Path, committed_lock: bool
+) -> None:
+    builder = next(stage for stage in stages(dockerfile) if stage[0].words()[-1] == "builder")
+    syncs = [step for step in builder if builder_step(step) == "uv sync"]
+    workdir = tmp_path / "app"
+    workdir.mkdir()
+    if committed_lock:
+        (workdir / "uv.lock").write_text("version = 1\n")
+    for step in syncs:
+        (call,) = uv_calls(["sh", "-c", shell_script(step)], workdir, tmp_path)
+        assert call[0] == "sync"
+        assert ("--locked" in call) is committed_lock, call
+        assert "--frozen" not in call
 
 
 def test_final_stage_has_no_build_tools(dockerfile: str) -> None:
@@ -370,6 +413,15 @@ def compose(project: Path) -> dict[str, Any]:
     return loaded
 
 
+def postgres_major(image: str) -> int:
+    """The major version an official postgres image is pinned to, by its tag."""
+    name, _, tag = image.partition(":")
+    assert name == "postgres", image
+    # A major version only, so that the minor (bug-fix) releases arrive with each pull.
+    assert tag.isdigit(), image
+    return int(tag)
+
+
 def resolved(value: str) -> str:
     """A compose value with every `${NAME:-default}` replaced by its default."""
     return INTERPOLATION.sub(lambda match: match.group(2), value)
@@ -384,13 +436,15 @@ def test_compose_has_database_migration_and_app(compose: dict[str, Any]) -> None
 
 def test_database_is_healthchecked_and_persistent(compose: dict[str, Any]) -> None:
     db = compose["services"]["db"]
-    assert db["image"].startswith("postgres:17")
+    assert postgres_major(db["image"]) >= 18
     assert db["healthcheck"]["test"][0] == "CMD"
     assert db["healthcheck"]["test"][1] == "pg_isready"
     (volume,) = db["volumes"]
     name, _, target = volume.partition(":")
     assert name in compose["volumes"]
-    assert target == "/var/lib/postgresql/data"
+    # From 18 on, the image keeps a folder per major version here and refuses a
+    # volume at the old /var/lib/postgresql/data.
+    assert target == "/var/lib/postgresql"
     # A local default, never a generated secret: the same answers give the same bytes.
     assert db["environment"]["POSTGRES_PASSWORD"] == "${POSTGRES_PASSWORD:-postgres}"
     for port in db.get("ports", []):
@@ -550,7 +604,7 @@ def test_workflow_and_people_run_the_same_makefile_targets(
     ]
     assert set(gates) <= set(targets)
     command = console_script(project)
-    assert targets["install"] == ["uv sync"]
+    assert [line.split()[:2] for line in targets["install"]] == [["uv", "sync"]]
     assert targets["lint"] == [
         "uv run ruff check",
         "uv run ruff format --check",
@@ -561,6 +615,22 @@ def test_workflow_and_people_run_the_same_makefile_targets(
     assert targets["migrate"] == [f"uv run {command} db upgrade"]
     assert targets["check-migrations"] == [f"uv run {command} db check"]
     assert targets["serve"] == [f"uv run {command} serve"]
+
+
+@pytest.mark.parametrize("committed_lock", [True, False], ids=["lock", "no-lock"])
+def test_make_install_syncs_the_lock_exactly_once_one_is_committed(
+    project: Path, tmp_path: Path, committed_lock: bool
+) -> None:
+    lock = project / "uv.lock"
+    if committed_lock:
+        lock.write_text("version = 1\n")
+    try:
+        calls = uv_calls(["make", "install"], project, tmp_path)
+    finally:
+        lock.unlink(missing_ok=True)
+    (call,) = calls
+    assert call[0] == "sync"
+    assert ("--locked" in call) is committed_lock, call
 
 
 def test_template_check_reports_without_failing_the_build(workflow: dict[Any, Any]) -> None:
@@ -575,7 +645,7 @@ def test_template_check_reports_without_failing_the_build(workflow: dict[Any, An
 def test_migrations_and_tests_use_the_postgres_service(workflow: dict[Any, Any]) -> None:
     (job,) = workflow["jobs"].values()
     postgres = job["services"]["postgres"]
-    assert postgres["image"].startswith("postgres:")
+    assert postgres_major(postgres["image"]) >= 18
     assert "--health-cmd" in postgres["options"]
     assert "5432:5432" in postgres["ports"]
     by_command = {step["run"].strip(): step for step in job["steps"] if "run" in step}
@@ -613,7 +683,7 @@ def test_jactionlint_accepts_the_workflow(project: Path) -> None:
             # Deterministic whatever is installed on the machine.
             "--shellcheck=",
             "--pyflakes=",
-            # The service container stays on the postgres:17 tag so that it gets
+            # The service container stays on a major version's tag so that it gets
             # the minor releases; a digest could not be verified when this was written.
             "--ignore=unpinned-images",
             str(WORKFLOW),
@@ -622,11 +692,77 @@ def test_jactionlint_accepts_the_workflow(project: Path) -> None:
     )
 
 
+# --- .github/dependabot.yml --------------------------------------------------
+
+# The file whose presence means the project uses each of Dependabot's ecosystems.
+ECOSYSTEM_FILES = {
+    "uv": Path("pyproject.toml"),
+    "github-actions": WORKFLOW,
+    "docker": Path("Dockerfile"),
+    "docker-compose": Path("compose.yaml"),
+}
+
+
+def dependabot_updates(project: Path) -> dict[str, dict[str, Any]]:
+    """The rendered dependabot.yml's update entries, by ecosystem."""
+    loaded = yaml.safe_load((project / DEPENDABOT).read_text())
+    assert loaded["version"] == 2
+    updates = {entry["package-ecosystem"]: entry for entry in loaded["updates"]}
+    assert len(updates) == len(loaded["updates"]), "one entry per ecosystem"
+    return updates
+
+
+@pytest.mark.parametrize("answers", [{}, {"use_docker": False}], ids=["docker", "no-docker"])
+def test_dependabot_covers_every_ecosystem_the_project_uses(
+    bake: Bake, answers: dict[str, bool]
+) -> None:
+    project = bake(**answers)
+    updates = dependabot_updates(project)
+    used = {name for name, path in ECOSYSTEM_FILES.items() if (project / path).is_file()}
+    assert set(updates) == used
+    # Dependabot reads the workflows under .github/ of the directory it is given.
+    assert updates["github-actions"]["directory"] == "/"
+    assert updates["uv"]["directory"] == "/"
+    for name, entry in updates.items():
+        folder = project / entry["directory"].lstrip("/")
+        assert (folder / ECOSYSTEM_FILES[name]).is_file(), name
+    run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.dependabot", str(DEPENDABOT)],
+        cwd=project,
+    )
+
+
+def test_dependabot_groups_minor_and_patch_updates_after_a_cooldown(project: Path) -> None:
+    for name, entry in dependabot_updates(project).items():
+        # One pull request per ecosystem for minor and patch updates; majors come alone.
+        (group,) = entry["groups"].values()
+        assert group["patterns"] == ["*"], name
+        assert sorted(group["update-types"]) == ["minor", "patch"], name
+        assert entry["cooldown"]["default-days"] >= 1, name
+
+
+def test_dependabot_leaves_the_image_python_to_the_answer(project: Path) -> None:
+    rules = dependabot_updates(project)["docker"]["ignore"]
+    (python,) = [rule for rule in rules if rule["dependency-name"] == "python"]
+    # A new minor Python changes .python-version and ruff's and mypy's targets too.
+    assert set(python["update-types"]) == {
+        "version-update:semver-major",
+        "version-update:semver-minor",
+    }
+
+
 # --- Both options ------------------------------------------------------------
 
 
+def test_compose_and_ci_run_the_same_postgresql(
+    compose: dict[str, Any], workflow: dict[Any, Any]
+) -> None:
+    (job,) = workflow["jobs"].values()
+    assert compose["services"]["db"]["image"] == job["services"]["postgres"]["image"]
+
+
 def test_rendered_files_have_no_template_artefacts(project: Path) -> None:
-    for relative in [*DOCKER_FILES, WORKFLOW]:
+    for relative in [*DOCKER_FILES, WORKFLOW, DEPENDABOT]:
         text = (project / relative).read_text()
         assert "{%" not in text, relative
         assert "%}" not in text, relative
@@ -642,10 +778,10 @@ def test_rendered_files_have_no_template_artefacts(project: Path) -> None:
 @pytest.mark.parametrize(
     ("answers", "absent", "present"),
     [
-        ({"use_docker": False}, DOCKER_FILES, [WORKFLOW]),
+        ({"use_docker": False}, DOCKER_FILES, [WORKFLOW, DEPENDABOT]),
         ({"use_github_actions": False}, [Path(".github")], DOCKER_FILES),
         ({"use_docker": False, "use_github_actions": False}, [*DOCKER_FILES, Path(".github")], []),
-        ({}, [], [*DOCKER_FILES, WORKFLOW]),
+        ({}, [], [*DOCKER_FILES, WORKFLOW, DEPENDABOT]),
     ],
     ids=["no-docker", "no-actions", "neither", "both"],
 )

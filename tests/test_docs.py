@@ -9,6 +9,7 @@ import asyncio
 import re
 import shutil
 import subprocess
+import tomllib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from tests.baking import bake_into, environment_without_virtualenv, run
+from tests.makefile import make_targets
 from tests.services import admin, migrate, throwaway_database
+from tests.test_generation import SUPPORTED
 
 FENCE = re.compile(r"^```([\w-]*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 NOT_CHECKED = re.compile(r"<!-- snippet: not checked, (?P<reason>\S.*?) -->\s*\Z")
@@ -25,6 +28,13 @@ NOT_CHECKED = re.compile(r"<!-- snippet: not checked, (?P<reason>\S.*?) -->\s*\Z
 SCRIPT = re.compile(r"^asyncio\.run\(", re.MULTILINE)
 # Every option on, so that every conditional section of the docs is there.
 ANSWERS = {"use_prometheus": True, "use_docker": True, "use_github_actions": True}
+# An inline link or image, `[text](target)`; its target up to a space or the closing bracket.
+LINK = re.compile(r"\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]*\")?\)")
+HEADING = re.compile(r"^#{1,6}\s+(?P<title>.+?)\s*#*$", re.MULTILINE)
+INLINE_CODE = re.compile(r"`[^`\n]*`")
+EXTERNAL = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
+# `make <target>` in running text, or a command line of a shell block that starts with it.
+MAKE = re.compile(r"(?:`|^)make ([a-z][\w-]*)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,73 @@ def documents(project: Path) -> list[Path]:
     return [project / "README.md", *sorted((project / "docs").rglob("*.md"))]
 
 
+def prose(path: Path) -> str:
+    """The Markdown of `path` without its fenced blocks and inline code, where nothing is a link."""
+    return INLINE_CODE.sub("", FENCE.sub("", path.read_text()))
+
+
+def anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives the headings of the Markdown file at `path`."""
+    found: set[str] = set()
+    for match in HEADING.finditer(FENCE.sub("", path.read_text())):
+        title = re.sub(r"[`*_]|\[([^\]]*)\]\([^)]*\)", r"\1", match.group("title"))
+        slug = re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+        # A repeated heading gets -1, -2, ... appended, as on GitHub.
+        candidate, number = slug, 0
+        while candidate in found:
+            number += 1
+            candidate = f"{slug}-{number}"
+        found.add(candidate)
+    return found
+
+
+def local_links(path: Path) -> list[str]:
+    """The targets of the links in `path` that point into the project: files and anchors."""
+    return [
+        match.group("target")
+        for match in LINK.finditer(prose(path))
+        if not EXTERNAL.match(match.group("target"))
+    ]
+
+
+def broken_links(project: Path) -> list[str]:
+    """Every local link of the project's docs whose file or anchor does not exist."""
+    broken = []
+    for doc in documents(project):
+        for target in local_links(doc):
+            file, _, anchor = target.partition("#")
+            destination = (doc.parent / file).resolve() if file else doc
+            where = f"{doc.relative_to(project)}: {target}"
+            if not destination.is_relative_to(project.resolve()) or not destination.exists():
+                broken.append(f"{where} (no such file)")
+            elif anchor and (destination.suffix != ".md" or anchor not in anchors(destination)):
+                broken.append(f"{where} (no such heading)")
+    return broken
+
+
+def reachable_docs(project: Path) -> set[Path]:
+    """The Markdown files a reader reaches from README.md by following links."""
+    seen: set[Path] = set()
+    todo = [(project / "README.md").resolve()]
+    while todo:
+        doc = todo.pop()
+        if doc in seen or doc.suffix != ".md" or not doc.is_file():
+            continue
+        seen.add(doc)
+        todo.extend(
+            (doc.parent / target.partition("#")[0]).resolve()
+            for target in local_links(doc)
+            if target.partition("#")[0]
+        )
+    return seen
+
+
+def package_of(project: Path) -> str:
+    """The import name of a baked project's package."""
+    (package,) = [path.name for path in (project / "src").iterdir() if path.is_dir()]
+    return package
+
+
 def python_snippets(project: Path) -> list[Snippet]:
     """Every Python snippet of the project's docs."""
     return [snippet for path in documents(project) for snippet in snippets(path, "python")]
@@ -104,6 +181,70 @@ def clean_env() -> dict[str, str]:
         for name, value in environment_without_virtualenv().items()
         if not name.startswith(("DATABASE_", "DATABASES__", "PG"))
     }
+
+
+@pytest.fixture(params=list(SUPPORTED), scope="module")
+def baked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One project per supported option set, not installed: for checks that only read."""
+    return bake_into(tmp_path_factory.mktemp(request.param), **SUPPORTED[request.param])
+
+
+@pytest.fixture(scope="module")
+def everything(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project with every option on, not installed: the docs the snippet tests check."""
+    return bake_into(tmp_path_factory.mktemp("everything"), **ANSWERS)
+
+
+def test_the_link_checker_finds_missing_files_and_headings(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A\n\n## The `db` commands\n\n## Twice\n\n## Twice\n")
+    (tmp_path / "README.md").write_text(
+        "[a](docs/a.md) [b](docs/a.md#the-db-commands) [c](docs/a.md#twice-1)"
+        " [d](https://example.com/x.md) `[e](nowhere.md)`\n\n```text\n[f](nowhere.md)\n```\n"
+        "[g](docs/b.md) [h](docs/a.md#nowhere) [i](#title) [j](../outside.md)\n"
+    )
+    assert broken_links(tmp_path) == [
+        "README.md: docs/b.md (no such file)",
+        "README.md: docs/a.md#nowhere (no such heading)",
+        "README.md: #title (no such heading)",
+        "README.md: ../outside.md (no such file)",
+    ]
+
+
+def test_every_local_link_and_anchor_resolves(baked: Path) -> None:
+    assert any("#" in target for doc in documents(baked) for target in local_links(doc))
+    assert broken_links(baked) == []
+
+
+def test_every_doc_is_reached_from_the_readme(baked: Path) -> None:
+    docs = {path.resolve() for path in documents(baked)}
+    assert len(docs) > 1, "no docs/ folder: the template's reference has moved"
+    assert docs - reachable_docs(baked) == set()
+
+
+def test_the_readme_is_the_teams_and_the_docs_the_templates(baked: Path) -> None:
+    skip = tomllib.loads((baked / "pyproject.toml").read_text())["tool"]["cruft"]["skip"]
+    assert "README.md" in skip
+    assert not [path for path in skip if path == "docs" or path.startswith("docs/")]
+    # Short enough to be a front page the team rewrites; the reference lives in docs/.
+    readme = (baked / "README.md").read_text()
+    assert len(readme.splitlines()) < 80
+    assert "## Quick start" in readme
+
+
+def test_every_make_target_the_docs_name_exists(baked: Path) -> None:
+    named = {target for doc in documents(baked) for target in MAKE.findall(doc.read_text())}
+    assert "check" in named
+    assert named - set(make_targets(baked)) == set()
+
+
+def test_the_checked_snippets_cover_every_option_set(baked: Path, everything: Path) -> None:
+    """The snippet tests use one project; every option set's snippets must be among its own."""
+    checked = {snippet.code for snippet in python_snippets(everything)}
+    own, reference = package_of(baked), package_of(everything)
+    for snippet in python_snippets(baked):
+        code = re.sub(rf"\b{own}\b", reference, snippet.code)
+        assert code in checked, f"{snippet.name} is not in the checked project's docs"
 
 
 def test_the_skip_convention_is_read_from_the_line_above_the_fence(tmp_path: Path) -> None:
@@ -178,12 +319,14 @@ def new_migrations(project: Path) -> Iterator[None]:
 def test_the_quick_start_and_migration_steps_run_as_typed(
     project: Path, clean_env: dict[str, str]
 ) -> None:
-    readme = project / "README.md"
+    docs = project / "docs"
     package = project.name.replace("-", "_")
     (postgres,) = [
-        block for block in shell_blocks(section(readme, "Quick start")) if "DATABASE_URL" in block
+        block
+        for block in shell_blocks(section(docs / "development.md", "Running locally"))
+        if "DATABASE_URL" in block
     ]
-    (migrations,) = shell_blocks(section(readme, "Migrations"))
+    (migrations, *_) = shell_blocks((docs / "migrations.md").read_text())
     # The steps as typed, on a database of this run's own instead of the documented name,
     # and without `serve`, which would run until stopped (the server tests cover it).
     assert f"/{package}\n" in postgres

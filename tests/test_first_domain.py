@@ -1,8 +1,8 @@
-"""A team's first domain, added by the generated README's steps, leaves the generated suite green.
+"""A team's first domain, added by the generated docs' steps, leaves the generated suite green.
 
 The domain (tests/fixtures/first_domain: `orders`, whose orders refer to items)
 is real code; where it goes, the lines that register it and the commands that
-write its migration come from the README's "Adding a domain" section, as typed.
+write its migration come from the "Adding a domain" section of docs/development.md, as typed.
 """
 
 import re
@@ -15,12 +15,12 @@ from tests.baking import bake_into, environment_without_virtualenv, run
 
 FIXTURES = Path(__file__).parent / "fixtures" / "first_domain"
 PACKAGE = "orders_service"  # the default project's; the fixtures import from it
-DEV_DATABASE = f"{PACKAGE}_dev"  # the database the README's commands create and use
+DEV_DATABASE = f"{PACKAGE}_dev"  # the database the docs' commands create and use
 
 
 def adding_a_domain(project: Path) -> str:
-    """The README's "Adding a domain" section."""
-    readme = (project / "README.md").read_text()
+    """The "Adding a domain" section of the development docs."""
+    readme = (project / "docs" / "development.md").read_text()
     section = readme.split("\n## Adding a domain\n", 1)[1]
     return section.split("\n## ", 1)[0]
 
@@ -41,7 +41,7 @@ def insert_after(path: Path, anchor: str, lines: list[str]) -> None:
 
 
 def drop_database(name: str) -> None:
-    """Drop the README's development database, if the steps created it."""
+    """Drop the docs' development database, if the steps created it."""
     subprocess.run(
         ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", name],
         check=False,
@@ -77,7 +77,7 @@ def test_a_first_domain_with_a_foreign_key_and_its_migration_keeps_the_suite_gre
     # Step 6: the migration, on a database of this test's own.
     database = f"{DEV_DATABASE}_{uuid.uuid4().hex[:8]}"
     script = "\n".join(["set -eu", *commands]).replace(DEV_DATABASE, database)
-    assert database in script, "the README's commands no longer name the development database"
+    assert database in script, "the docs' commands no longer name the development database"
     try:
         run(["bash", "-c", script], cwd=project, env=env)
     finally:

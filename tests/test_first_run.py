@@ -189,6 +189,6 @@ def test_the_next_steps_are_the_readme_commands(
         "uv run pytest",
     ]
     readme = (project / "README.md").read_text()
-    quick_start = readme[readme.index("## Quick start") : readme.index("## Layout")]
+    quick_start = readme.split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
     shown = re.findall(r"```sh\n(.*?)\n```", quick_start, flags=re.DOTALL)
     assert shown[:2] == commands[1:3]

@@ -151,6 +151,7 @@ def test_the_project_has_its_layout(bake: Bake) -> None:
     for relative in [
         "pyproject.toml",
         "README.md",
+        "docs/README.md",
         "LICENSE",
         ".env.example",
         ".gitignore",

@@ -41,11 +41,15 @@ def is_database_variable(name: str) -> bool:
     return name.upper().startswith(("DATABASE_", "DATABASES__"))
 
 
+# Other variables of the service that would change what the tests' requests get.
+REQUEST_VARIABLES = ("LOG_", "CORS_", "TRUSTED_HOSTS", "MAX_REQUEST_BODY_BYTES")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Keep the developer's database and LOG_* variables and .env file out of every test."""
+    """Keep the developer's database, log and request variables and .env file out of every test."""
     for name in list(os.environ):
-        if is_database_variable(name) or name.upper().startswith("LOG_"):
+        if is_database_variable(name) or name.upper().startswith(REQUEST_VARIABLES):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
 

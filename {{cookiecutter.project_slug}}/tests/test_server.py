@@ -375,3 +375,31 @@ async def test_ending_a_server_whose_supervisor_died_leaves_no_worker_listening(
     assert not group_is_alive(server.process)
     with pytest.raises(ConnectionRefusedError):
         await asyncio.open_connection("127.0.0.1", server.port)
+
+
+@pytest.mark.parametrize(
+    ("framing", "sent"),
+    [
+        (b"Content-Length: 1048576", b""),
+        # One chunk of 2 KiB, and never the chunk that would end the body.
+        (b"Transfer-Encoding: chunked", b"800\r\n" + b"x" * 2048 + b"\r\n"),
+    ],
+)
+async def test_a_body_over_the_limit_is_answered_413_before_the_client_sends_the_rest(
+    start_server: StartServer, framing: bytes, sent: bytes
+) -> None:
+    server = start_server(MAX_REQUEST_BODY_BYTES="1024")
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    head = b"POST /items HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    writer.write(head + framing + b"\r\n\r\n" + sent)
+    await writer.drain()
+    # The server answers and closes the connection, rather than waiting for the body.
+    async with asyncio.timeout(10):
+        response = await reader.read()
+    writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ")
+    assert b"x-request-id: " in head.lower()
+    assert json.loads(body) == {
+        "detail": "The request body is larger than the 1024 bytes this service accepts."
+    }

@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=None if args.reload else settings.web_concurrency,
         reload=args.reload,
         # On SIGTERM, requests in flight get this long to finish before they
-        # are cancelled and the pools closed; see README.md, Kubernetes.
+        # are cancelled and the pools closed; see docs/operations.md.
         timeout_graceful_shutdown=settings.graceful_shutdown_timeout,
         # Logging is configured from the settings (logs.py), in this process
         # and again in each worker's create_app; uvicorn's access line is

@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from {{ cookiecutter.package_name }} import health
@@ -24,12 +25,17 @@ from {{ cookiecutter.package_name }}.logs import configure_logging
 {%- if cookiecutter.use_prometheus %}
 from {{ cookiecutter.package_name }}.metrics import add_metrics
 {%- endif %}
+from {{ cookiecutter.package_name }}.request_checks import (
+    BodyLimitMiddleware,
+    TrustedHostMiddleware,
+    document_body_limit,
+)
 
 logger = logging.getLogger(__name__)
 
 
 class Service(FastAPI):
-    """A FastAPI app whose outer layers log each request and refuse those beyond capacity."""
+    """A FastAPI app whose outer layers log each request and refuse those it must not serve."""
 
     def build_middleware_stack(self) -> ASGIApp:
         """Wrap the usual stack, Starlette's ServerErrorMiddleware included."""
@@ -37,7 +43,21 @@ class Service(FastAPI):
         # it sends for a bug would then leave without X-Request-ID. Refusals
         # are logged too, and cost the least before FastAPI has routed anything.
         admission: Admission = self.state.admission
-        stack = AdmissionMiddleware(super().build_middleware_stack(), admission)
+        settings: Settings = self.state.settings
+        stack: ASGIApp = AdmissionMiddleware(super().build_middleware_stack(), admission)
+        stack = BodyLimitMiddleware(stack, settings.max_request_body_bytes)
+        if settings.cors_allow_origins:
+            # Outside every refusal, so that a browser can read a 413 or a 503 too.
+            stack = CORSMiddleware(
+                stack,
+                allow_origins=settings.cors_allow_origins,
+                allow_credentials=settings.cors_allow_credentials,
+                allow_methods=["*"],
+                allow_headers=["*"],
+                expose_headers=["X-Request-ID", "Retry-After"],
+            )
+        if settings.trusted_hosts:
+            stack = TrustedHostMiddleware(stack, settings.trusted_hosts)
         return RequestLogMiddleware(stack)
 
     def openapi(self) -> dict[str, Any]:
@@ -46,6 +66,8 @@ class Service(FastAPI):
             # FastAPI keeps the document it returns, so the additions stay in it.
             schema = super().openapi()
             document_constraint_answers(schema)
+            settings: Settings = self.state.settings
+            document_body_limit(schema, settings.max_request_body_bytes)
             document_request_id(schema)
             return schema
         return self.openapi_schema

@@ -22,6 +22,12 @@ from {{ cookiecutter.package_name }}.infrastructure.database_urls import (
     server_of,
     unsafe_url_problems,
 )
+from {{ cookiecutter.package_name }}.infrastructure.http_settings import (
+    ANY_ORIGIN,
+    DEFAULT_MAX_REQUEST_BODY_BYTES,
+    HostPatterns,
+    Origins,
+)
 from {{ cookiecutter.package_name }}.infrastructure.profiles import (
     POOL_PROFILES,
     BudgetCheck,
@@ -154,6 +160,12 @@ class Settings(BaseSettings):
     graceful_shutdown_timeout: int = Field(default=20, gt=0)
     max_requests_in_flight: int | None = Field(default=None, gt=0)
     health_pool_token: SecretStr | None = None
+    # Empty: no CORS headers at all, so browsers keep other sites' pages out.
+    cors_allow_origins: Origins = ()
+    cors_allow_credentials: bool = False
+    # Empty: any Host header is served.
+    trusted_hosts: HostPatterns = ()
+    max_request_body_bytes: int = Field(default=DEFAULT_MAX_REQUEST_BODY_BYTES, gt=0)
     log_format: LogFormat | None = None
     log_level: LogLevel | None = None
     databases: dict[Annotated[str, AfterValidator(_valid_database_name)], DatabaseSettings] = {}
@@ -168,6 +180,15 @@ class Settings(BaseSettings):
             "to use it, or give a postgresql+asyncpg:// URL"
         )
         return SecretStr(postgresql_url(value.get_secret_value(), sqlite_message=sqlite))
+
+    @model_validator(mode="after")
+    def _refuse_credentials_from_any_origin(self) -> "Settings":
+        if self.cors_allow_credentials and ANY_ORIGIN in self.cors_allow_origins:
+            raise ValueError(
+                "CORS_ALLOW_ORIGINS=* with CORS_ALLOW_CREDENTIALS=true would let any site call "
+                "the service as its signed-in visitors; list the origins instead"
+            )
+        return self
 
     @model_validator(mode="after")
     def _require_a_safe_postgresql_outside_dev(self) -> "Settings":

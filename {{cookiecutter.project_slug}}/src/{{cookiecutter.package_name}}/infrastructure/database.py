@@ -121,7 +121,7 @@ def _server_settings(settings: DatabaseConfig) -> dict[str, str]:
     server_settings = {"application_name": settings.application_name}
     if settings.pooler is Pooler.PGBOUNCER:
         # PgBouncer refuses these as startup parameters: set them on the role
-        # instead (ALTER ROLE ... SET statement_timeout = ..., see README.md).
+        # instead (ALTER ROLE ... SET statement_timeout = ..., see docs/configuration.md).
         return server_settings
     if pool.statement_timeout_ms:
         server_settings["statement_timeout"] = str(pool.statement_timeout_ms)
