@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 import schemathesis
-from fastapi import FastAPI
+from fastapi import FastAPI, status
 from hypothesis import HealthCheck, settings
 from pydantic import SecretStr
+from schemathesis import Response
+from schemathesis.checks import positive_data_acceptance
 from schemathesis.python.asgi import shutdown_lifespans
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -93,4 +95,21 @@ def served_app(settings: Settings, database_url: str) -> Iterator[None]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 def test_every_operation_keeps_its_published_contract(case: schemathesis.Case[Any]) -> None:
-    case.call_and_validate(headers={"Authorization": f"Bearer {POOL_TOKEN}"})
+    headers = {"Authorization": f"Bearer {POOL_TOKEN}"}
+    response = case.call(headers=headers)
+    # A schema cannot say which rows exist: a well-formed reference to a missing
+    # one is refused by the database (see errors.py), not by the contract.
+    excluded = [positive_data_acceptance] if refers_to_missing_rows(response) else []
+    case.validate_response(
+        response, headers=headers, excluded_checks=excluded, transport_kwargs={"headers": headers}
+    )
+
+
+def refers_to_missing_rows(response: Response) -> bool:
+    """Whether the answer is the 422 for references to rows that do not exist, and nothing else."""
+    if response.status_code != status.HTTP_422_UNPROCESSABLE_CONTENT:
+        return False
+    problems = response.json().get("detail", [])
+    return bool(problems) and all(
+        problem.get("type") == "foreign_key_violation" for problem in problems
+    )
