@@ -440,7 +440,8 @@ def test_a_project_made_with_cookiecutter_links_at_its_release(
     development = update(project, env, "link", str(template), "--checkout", f"{newer}.dev0")
     assert development.returncode == 2
     assert "is a development version" in development.stderr
-    linked = update(project, env, "link", str(template))
+    # The URL the project was generated from, in cookiecutter's spelling.
+    linked = update(project, env, "link", f"git+file://{template}")
     assert linked.returncode == 0, linked.stdout + linked.stderr
     assert linked.stdout.startswith(f"Linked to {template} at {version} ({released[:7]}).")
     assert json.loads((project / ".cruft.json").read_text())["commit"] == released
@@ -448,12 +449,14 @@ def test_a_project_made_with_cookiecutter_links_at_its_release(
     assert run([CRUFT, "diff", "--exit-code"], cwd=project, env=env).stdout == ""
     again = update(project, env, "link", str(template))
     assert again.returncode == 2 and "already linked" in again.stderr
+    (project / "uv.lock").write_text("")  # skipped by updates, so it goes stale
     commit(project, env, "Link to the template")
 
     result = update(project, env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"-> {newer} (" in result.stdout.splitlines()[0]
     assert 'minversion = "9.0"' in (project / "pyproject.toml").read_text()
+    assert "run `uv lock`" in result.stdout
 
 
 def test_generation_is_deterministic_whichever_tool_renders(

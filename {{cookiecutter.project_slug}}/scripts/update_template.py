@@ -50,6 +50,8 @@ RESOLVE_DONE = (
     "Then `git add` the files, run the tests and commit. To abandon the update: "
     "git reset --hard HEAD, then delete what `git clean -n` lists."
 )
+# uv.lock is in [tool.cruft] skip, so an update never brings the template's new dependencies in.
+RELOCK = "pyproject.toml changed and uv.lock is yours: run `uv lock` before `make install`."
 
 
 class RefusalError(Exception):
@@ -293,6 +295,8 @@ def update(arguments: list[str]) -> int:
         if names:
             print(title)
             print("\n".join(f"  {name}" for name in names))
+    if any(name == "pyproject.toml" for _, name in changed) and (PROJECT / "uv.lock").exists():
+        print(RELOCK)
     if attention:
         hints = [
             (conflicted, RESOLVE_CONFLICT),
@@ -316,6 +320,10 @@ def link(arguments: list[str]) -> int:
     if len(rest) != 1 or rest[0].startswith("-"):
         raise RefusalError("usage: update_template.py link TEMPLATE_GIT_URL [--checkout VERSION]")
     (template,) = rest
+    # cookiecutter's spelling of a git URL (git+file://, git+https://) is not git's.
+    template = template.removeprefix("git+")
+    if template.startswith("file://"):
+        template = template.removeprefix("file://")
     if (PROJECT / ".cruft.json").exists():
         raise RefusalError("already linked (.cruft.json exists): update instead")
     try:
@@ -341,7 +349,7 @@ def link(arguments: list[str]) -> int:
         print(
             f"Note: {renders} template commits render {checkout}; this is the one that released "
             "it. If the project came from a later one, delete .cruft.json and link with "
-            "--checkout <that commit>."
+            "--checkout <that commit>: from the wrong one, updates reject most hunks as .rej."
         )
     print(
         "Next: git add .cruft.json && git commit -m 'Link to the template'; "
