@@ -138,9 +138,9 @@ class JsonFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", None)
         if request_id is not None:
             entry["request_id"] = request_id
-        for key, value in vars(record).items():
-            if key not in _RECORD_ATTRIBUTES:
-                entry[key] = value
+        entry.update(
+            {key: value for key, value in vars(record).items() if key not in _RECORD_ATTRIBUTES}
+        )
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:

@@ -226,7 +226,7 @@ async def read_connection_limit(connection: AsyncConnection) -> ConnectionLimit:
             "('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
         )
     )
-    server: dict[str, int] = {name: setting for name, setting in rows}
+    server: dict[str, int] = dict(rows.all())
     reserved = server.get("superuser_reserved_connections", 0) + server.get(
         "reserved_connections", 0
     )

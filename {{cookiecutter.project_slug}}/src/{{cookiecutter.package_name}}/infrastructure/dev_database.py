@@ -101,11 +101,13 @@ def _dev_schema_changes(connection: Connection) -> list[str]:
     # SQLite's column types are loose (it stores any value in any column), so
     # only tables, columns, nullability, keys and indexes count.
     context = MigrationContext.configure(connection, opts={"compare_type": False})
-    changes = []
+    changes: list[str] = []
     for diff in compare_metadata(context, Base.metadata):
         # One change per tuple; changes to one column come as a list of them.
-        for change in diff if isinstance(diff, list) else [diff]:
-            changes.append(f"{change[0]} {_changed_object(change)}")
+        changes.extend(
+            f"{change[0]} {_changed_object(change)}"
+            for change in (diff if isinstance(diff, list) else [diff])
+        )
     return changes
 
 
