@@ -98,6 +98,11 @@ def test_ruff_is_clean(baked: Path) -> None:
     run([tool("ruff"), "format", "--check", "--no-cache", "."], cwd=baked)
 
 
+def test_template_code_passes_the_rule_families_teams_switch_on(baked: Path) -> None:
+    # A team that extends ruff.toml with these must not have to edit a template file.
+    run([tool("ruff"), "check", "--no-cache", "--extend-select", "C4,DTZ,PERF", "."], cwd=baked)
+
+
 @pytest.mark.slow
 def test_the_project_installs(baked: Path) -> None:
     install_on_pinned_python(baked, "--no-dev")
