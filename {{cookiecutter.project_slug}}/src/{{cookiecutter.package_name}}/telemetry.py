@@ -29,7 +29,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import Status
 from sqlalchemy import Engine
 
-from {{ cookiecutter.package_name }}.infrastructure.config import SERVICE_NAME as DEFAULT_SERVICE_NAME
+from {{ cookiecutter.package_name }}.infrastructure.config import (
+    SERVICE_NAME as DEFAULT_SERVICE_NAME,
+)
 from {{ cookiecutter.package_name }}.infrastructure.database import Database
 
 # Attributes, by name or prefix, that would carry what a client sent or a row

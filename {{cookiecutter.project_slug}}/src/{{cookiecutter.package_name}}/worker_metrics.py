@@ -24,7 +24,10 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from starlette.datastructures import State
 
 from {{ cookiecutter.package_name }}.admission import Admission
-from {{ cookiecutter.package_name }}.infrastructure.capacity import CHECKOUT_WAIT_BUCKETS, pool_figures
+from {{ cookiecutter.package_name }}.infrastructure.capacity import (
+    CHECKOUT_WAIT_BUCKETS,
+    pool_figures,
+)
 from {{ cookiecutter.package_name }}.infrastructure.config import PRIMARY, SERVICE_NAME
 from {{ cookiecutter.package_name }}.infrastructure.database import Database
 
