@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.package_name }}.infrastructure.capacity import (
@@ -309,10 +310,46 @@ DatabaseDep = Annotated[Database, Depends(get_database)]
 async def get_db(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
     """Give the request its own session, committed before the response is sent."""
     with PoolPlace(database) as place:
-        async with session_scope(database) as session:
+        session = database.sessionmaker()
+        try:
+            # Checks out the connection and begins the transaction in one step.
             await session.connection()
             place.taken()
             yield session
+        except BaseException:
+            await _finish(session, _roll_back_and_close)
+            raise
+        await _finish(session, _commit_and_close)
+
+
+def _commit_and_close(session: Session) -> None:
+    try:
+        session.commit()
+    finally:
+        session.close()
+
+
+def _roll_back_and_close(session: Session) -> None:
+    try:
+        session.rollback()
+    finally:
+        session.close()
+
+
+async def _finish(session: AsyncSession, end: Callable[[Session], None]) -> None:
+    # Commit (or roll back) and close in one switch into SQLAlchemy's greenlet rather
+    # than two, and see it through even if the request is cancelled meanwhile: a
+    # connection abandoned halfway would go back to the pool mid-transaction.
+    task = asyncio.ensure_future(session.run_sync(end))
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as error:
+            cancelled = error
+    task.result()
+    if cancelled is not None:
+        raise cancelled
 
 
 async def get_read_db(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
