@@ -266,6 +266,7 @@ def test_the_skip_convention_is_read_from_the_line_above_the_fence(tmp_path: Pat
     ]
 
 
+@pytest.mark.slow
 def test_every_python_snippet_type_checks(project: Path, tmp_path: Path) -> None:
     checked = [snippet for snippet in python_snippets(project) if snippet.not_checked is None]
     assert checked, "the docs have no Python snippet to check: is the fence parser broken?"
@@ -286,6 +287,7 @@ def test_every_python_snippet_type_checks(project: Path, tmp_path: Path) -> None
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
 
 
+@pytest.mark.slow
 def test_every_script_snippet_runs_against_postgresql(
     project: Path, clean_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -321,6 +323,7 @@ def new_migrations(project: Path) -> Iterator[None]:
             path.unlink()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("new_migrations")
 def test_the_quick_start_and_migration_steps_run_as_typed(
     project: Path, clean_env: dict[str, str]
@@ -360,27 +363,34 @@ def test_the_quick_start_and_migration_steps_run_as_typed(
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def test_a_domain_import_copied_in_env_py_passes_lint(project: Path) -> None:
-    env_py = project / "migrations" / "env.py"
-    original = env_py.read_text()
+@pytest.mark.slow
+def test_a_domain_registered_like_the_first_passes_lint(project: Path) -> None:
+    package = project / "src" / project.name.replace("-", "_")
+    domains = package / "domains.py"
+    original = domains.read_text()
     (items_line,) = [
         line for line in original.splitlines() if ".items" in line and "import" in line
     ]
-    domain = project / "src" / project.name.replace("-", "_") / "orders"
+    domain = package / "orders"
     domain.mkdir()
     (domain / "__init__.py").write_text('"""Orders."""\n')
-    (domain / "models.py").write_text('"""Order models."""\n')
+    (domain / "router.py").write_text(
+        '"""Order routes."""\n\nfrom fastapi import APIRouter\n\nrouter = APIRouter()\n'
+    )
     try:
         # A second domain, registered the way the first is, right below it.
-        env_py.write_text(
-            original.replace(items_line, f"{items_line}\n{items_line.replace('items', 'orders')}")
-        )
+        registered = original.replace(
+            items_line, f"{items_line}\n{items_line.replace('items', 'orders')}"
+        ).replace("(items_router,)", "(items_router, orders_router)")
+        assert "router as orders_router\n" in registered, registered
+        assert "(items_router, orders_router)" in registered, registered
+        domains.write_text(registered)
         for check in (["ruff", "check"], ["ruff", "format", "--check"]):
             run(
-                ["uv", "run", "--no-sync", *check, str(env_py)],
+                ["uv", "run", "--no-sync", *check, str(domains)],
                 cwd=project,
                 env=environment_without_virtualenv(),
             )
     finally:
-        env_py.write_text(original)
+        domains.write_text(original)
         shutil.rmtree(domain)

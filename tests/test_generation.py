@@ -4,6 +4,7 @@ import filecmp
 import os
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,7 @@ def test_ruff_is_clean(baked: Path) -> None:
     run([tool("ruff"), "format", "--check", "--no-cache", "."], cwd=baked)
 
 
+@pytest.mark.slow
 def test_the_project_installs(baked: Path) -> None:
     install_on_pinned_python(baked, "--no-dev")
     run([str(baked / ".venv" / "bin" / "python"), "-c", "import " + package_of(baked)], cwd=baked)
@@ -196,10 +198,13 @@ def test_the_project_has_its_layout(bake: Bake) -> None:
         "alembic.ini",
         "migrations/env.py",
         "tests/conftest.py",
+        "tests/probe.py",
     ]:
         assert (project / relative).is_file(), relative
     for module in [
         "main",
+        "domains",
+        "settings",
         "health",
         "cli",
         "logs",
@@ -221,6 +226,21 @@ def test_the_project_has_its_layout(bake: Bake) -> None:
     migrations = [path.name for path in (project / "migrations" / "versions").glob("*.py")]
     assert migrations
     assert all(re.fullmatch(r"\d{4}_\d{2}_\d{2}_\d{4}-\w+\.py", name) for name in migrations)
+
+
+def test_no_template_owned_file_imports_the_example(bake: Bake) -> None:
+    project = bake()
+    # The team's paths: what updates never touch may name the example.
+    skip = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["cruft"]["skip"]
+    importing = re.compile(r"^\s*(from|import)\s+[\w.]*\bitems\b", re.MULTILINE)
+    checked = 0
+    for path in project.rglob("*.py"):
+        relative = path.relative_to(project).as_posix()
+        if any(relative == owned or relative.startswith(f"{owned}/") for owned in skip):
+            continue
+        checked += 1
+        assert not importing.search(path.read_text()), relative
+    assert checked > 30
 
 
 def test_baking_twice_gives_identical_bytes(tmp_path: Path) -> None:
@@ -300,6 +320,7 @@ def test_bad_answers_are_refused_in_one_line(
     assert leftovers == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", RUN_GENERATED_TESTS)
 def test_generated_tests_pass_against_postgresql(tmp_path: Path, name: str) -> None:
     project = bake_into(tmp_path, **SUPPORTED[name])
@@ -315,6 +336,7 @@ def test_generated_tests_pass_against_postgresql(tmp_path: Path, name: str) -> N
     assert "skipped" not in summary, "the generated tests must never skip silently"
 
 
+@pytest.mark.slow
 def test_generated_tests_stop_in_one_line_without_postgresql(tmp_path: Path) -> None:
     project = bake_into(tmp_path)
     # No server answers, and the server programs are hidden: no throwaway cluster either.

@@ -19,7 +19,7 @@ from alembic.config import Config
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
-from sqlalchemy import text
+from sqlalchemy import Table, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker, create_async_engine
@@ -28,7 +28,7 @@ from sqlalchemy.pool import NullPool
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import Database
 from {{ cookiecutter.package_name }}.infrastructure.orm import Base
-from {{ cookiecutter.package_name }}.main import create_app
+from tests import probe
 from tests.postgres_cluster import throwaway_cluster_instead
 from tests.proxy import TcpProxy
 
@@ -49,6 +49,7 @@ REQUEST_VARIABLES = (
     "MAX_REQUEST_BODY_BYTES",
     "OTEL_",
     "SENTRY_",
+    "MIGRATION_",
 )
 
 
@@ -73,9 +74,9 @@ CONFIGURED_LOGGERS = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _logging_restored() -> Iterator[None]:
-    """Put the loggers back as they were, so no test writes through another test's handler."""
+@contextmanager
+def logging_restored() -> Iterator[None]:
+    """Put the loggers configure_logging changes back as they were when the block ends."""
     loggers = [logging.getLogger(name or None) for name in CONFIGURED_LOGGERS]
     saved = [(list(logger.handlers), logger.level, logger.propagate) for logger in loggers]
     yield
@@ -83,6 +84,13 @@ def _logging_restored() -> Iterator[None]:
         logger.handlers[:] = handlers
         logger.setLevel(level)
         logger.propagate = propagate
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """Put the loggers back as they were, so no test writes through another test's handler."""
+    with logging_restored():
+        yield
 
 
 def admin_url() -> URL:
@@ -132,9 +140,20 @@ def throwaway_database(role: str) -> Iterator[str]:
             for variable in [name for name in os.environ if is_database_variable(name)]:
                 environment.delenv(variable)
             command.upgrade(config, "head")
+        asyncio.run(add_probe_table(url))
         yield url
     finally:
         asyncio.run(run_admin_statement(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def add_probe_table(url: str) -> None:
+    """Give the database at `url` the table of the tests' own routes (tests/probe.py)."""
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.begin() as connection:
+            await probe.create_probe_table(connection)
+    finally:
+        await engine.dispose()
 
 
 # Autouse: without PostgreSQL the run stops at once with one line, before any test.
@@ -150,6 +169,13 @@ def replica_database_url(postgres_server: None) -> Iterator[str]:
     """A second database of this run, migrated the same way, that plays the read replica."""
     with throwaway_database("replica") as url:
         yield url
+
+
+@pytest.fixture
+def model_probes() -> Iterator[Table]:
+    """A table registered with the models for the test, as a domain's model is."""
+    with probe.model_table() as table:
+        yield table
 
 
 @pytest.fixture
@@ -185,8 +211,8 @@ def replica_settings(
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    """The application, started and stopped through its real lifespan."""
-    app = create_app(settings)
+    """The application with the probe's routes, started and stopped through its real lifespan."""
+    app = probe.create_probe_app(settings)
     async with app.router.lifespan_context(app):
         yield app
 
@@ -232,11 +258,12 @@ async def in_process_client(
 
 
 async def empty_tables(connection: AsyncConnection) -> None:
-    """Empty every table of the models and restart their ids, whatever refers to what."""
+    """Empty every table of the models and the probe, restart their ids, whatever refers to what."""
     # From the metadata, so a new domain's tables, and those referring to
     # them, are emptied too; the application's import registered them all.
     quote = connection.dialect.identifier_preparer.format_table
-    names = ", ".join(quote(table) for table in Base.metadata.sorted_tables)
+    tables = [*Base.metadata.sorted_tables, *probe.metadata.sorted_tables]
+    names = ", ".join(quote(table) for table in tables)
     if names:
         await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 

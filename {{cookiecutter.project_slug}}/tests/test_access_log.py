@@ -18,8 +18,8 @@ from {{ cookiecutter.package_name }}.access_log import RequestLogMiddleware
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings
 from {{ cookiecutter.package_name }}.infrastructure.database import SessionDep
 from {{ cookiecutter.package_name }}.logs import LogFormat, LogLevel
-from {{ cookiecutter.package_name }}.main import create_app
 from tests.conftest import in_process_client
+from tests.probe import create_probe_app
 
 GENERATED_ID = re.compile(r"[0-9a-f]{16}")
 ACCESS_LOGGER = "{{ cookiecutter.package_name }}.access_log"
@@ -32,7 +32,7 @@ def add_test_routes(app: FastAPI, *, waiting: asyncio.Event | None = None) -> No
         raise RuntimeError("handler bug")
 
     async def broken_sql(session: SessionDep) -> None:
-        await session.execute(text("SELECT no_such_column FROM items"))
+        await session.execute(text("SELECT no_such_column FROM probe.probes"))
 
     async def wait() -> None:
         if waiting is not None:
@@ -46,7 +46,7 @@ def add_test_routes(app: FastAPI, *, waiting: asyncio.Event | None = None) -> No
 @asynccontextmanager
 async def serving(settings: Settings, **routes: Any) -> AsyncIterator[AsyncClient]:
     """Build the app from `settings` (which configures logging), start it, give a client."""
-    app = create_app(settings)
+    app = create_probe_app(settings)
     add_test_routes(app, **routes)
     async with in_process_client(app, lifespan=True) as client:
         yield client
@@ -100,9 +100,9 @@ async def test_each_request_gets_one_access_line_whatever_its_outcome(
 ) -> None:
     async with serving(json_settings) as client:
         responses = [
-            await client.get("/items"),
-            await client.get("/items/2000000000"),
-            await client.post("/items", json={"name": "", "price": "-1"}),
+            await client.get("/probes"),
+            await client.get("/probes/2000000000"),
+            await client.post("/probes", json={"name": "", "price": "-1"}),
             await client.get("/test/crash"),
             await client.get("/no/such/route"),
         ]
@@ -132,7 +132,7 @@ async def test_an_unusable_request_id_is_replaced_and_never_logged(
     json_settings: Settings, capsys: pytest.CaptureFixture[str], given: str
 ) -> None:
     async with serving(json_settings) as client:
-        response = await client.get("/items", headers={"X-Request-ID": given})
+        response = await client.get("/probes", headers={"X-Request-ID": given})
     output = capsys.readouterr().err
     request_id = response.headers["X-Request-ID"]
     assert GENERATED_ID.fullmatch(request_id)
@@ -146,7 +146,7 @@ async def test_the_longest_accepted_request_id_is_kept(
 ) -> None:
     given = "A-z_0.9:+/=" * 11 + "x" * 7  # 128 characters
     async with serving(json_settings) as client:
-        response = await client.get("/items", headers={"X-Request-ID": given})
+        response = await client.get("/probes", headers={"X-Request-ID": given})
     assert response.headers["X-Request-ID"] == given
     logged = access_lines(json_lines(capsys.readouterr().err))
     assert [entry["request_id"] for entry in logged] == [given]
@@ -157,18 +157,18 @@ async def test_the_access_line_has_no_query_string_body_or_credentials(
 ) -> None:
     secret = "Xq7-access-secret"
     async with serving(json_settings) as client:
-        await client.get(f"/items?token={secret}", headers={"Authorization": f"Bearer {secret}"})
-        await client.post("/items", json={"name": secret, "price": "not a price"})
+        await client.get(f"/probes?token={secret}", headers={"Authorization": f"Bearer {secret}"})
+        await client.post("/probes", json={"name": secret, "price": "not a price"})
         # A decoded %0A would end the line in a console; the raw path stays one token.
-        await client.get("/items/%0Aforged%20line")
+        await client.get("/probes/%0Aforged%20line")
     # httpx, the test's client, logs the URLs it asks for; the service logs none of it.
     entries = [entry for entry in json_lines(capsys.readouterr().err) if entry["logger"] != "httpx"]
     assert entries
     assert secret not in json.dumps(entries)
     assert [entry["path"] for entry in access_lines(entries)] == [
-        "/items",
-        "/items",
-        "/items/%0Aforged%20line",
+        "/probes",
+        "/probes",
+        "/probes/%0Aforged%20line",
     ]
 
 
@@ -176,9 +176,9 @@ async def test_the_access_line_has_no_query_string_body_or_credentials(
     ("raw_path", "path", "logged"),
     [
         # Servers differ on whether raw_path holds the query string.
-        (b"/items?token=Xq7-query", "/items", "/items"),
+        (b"/probes?token=Xq7-query", "/probes", "/probes"),
         # Without raw_path, the decoded path is escaped rather than logged as it is.
-        (None, "/items/\nINFO: forged\x1b[2J", "/items/\\nINFO: forged\\x1b[2J"),
+        (None, "/probes/\nINFO: forged\x1b[2J", "/probes/\\nINFO: forged\\x1b[2J"),
     ],
 )
 async def test_the_logged_path_is_one_line_without_the_query(
@@ -222,7 +222,7 @@ async def test_a_request_whose_client_leaves_still_gets_its_access_line(
 async def test_the_servers_traceback_for_a_bug_carries_the_request_id(
     json_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = create_app(json_settings)
+    app = create_probe_app(json_settings)
     add_test_routes(app)
     scope: Scope = {
         "type": "http",
@@ -262,7 +262,7 @@ async def test_the_request_id_does_not_outlive_its_request(
     json_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with serving(json_settings) as client:
-        await client.get("/items", headers={"X-Request-ID": "finished"})
+        await client.get("/probes", headers={"X-Request-ID": "finished"})
         logging.getLogger("{{ cookiecutter.package_name }}.test").warning("after the request")
     after = [
         entry for entry in json_lines(capsys.readouterr().err) if entry["logger"].endswith(".test")

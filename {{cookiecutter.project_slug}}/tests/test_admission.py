@@ -13,6 +13,7 @@ from {{ cookiecutter.package_name }}.infrastructure.capacity import pool_max_wai
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings
 from {{ cookiecutter.package_name }}.main import create_app
 from tests.conftest import in_process_client
+from tests.probe import create_probe_app
 from tests.test_errors import AT_CAPACITY
 
 LIMIT = 2
@@ -34,7 +35,7 @@ async def holding() -> Holding:
 
 def limited_app(settings: Settings, holding: Holding) -> FastAPI:
     """An app that admits LIMIT requests at once, with a route that holds one until released."""
-    app = create_app(settings.model_copy(update={"max_requests_in_flight": LIMIT}))
+    app = create_probe_app(settings.model_copy(update={"max_requests_in_flight": LIMIT}))
 
     async def hold() -> dict[str, str]:
         holding.arrived += 1
@@ -68,13 +69,13 @@ async def test_a_request_beyond_the_limit_is_refused_at_once_and_the_others_fini
 ) -> None:
     held = await hold_every_place(limited_client, holding)
     with caplog.at_level(logging.INFO):
-        refused = await limited_client.get("/items", headers={"X-Request-ID": "turned-away"})
+        refused = await limited_client.get("/probes", headers={"X-Request-ID": "turned-away"})
     assert refused.status_code == 503
     assert refused.json() == {"detail": AT_CAPACITY}
     assert refused.headers["Retry-After"] == "1"
     assert refused.headers["X-Request-ID"] == "turned-away"
     messages = [record.getMessage() for record in caplog.records]
-    assert "GET /items 503" in " ".join(messages)
+    assert "GET /probes 503" in " ".join(messages)
     assert (
         "At capacity: 1 request(s) answered 503 since the last report (2 in progress, limit 2)"
         in messages
@@ -86,7 +87,7 @@ async def test_a_request_beyond_the_limit_is_refused_at_once_and_the_others_fini
     assert figures == {"limit": LIMIT, "in_flight": LIMIT, "refused": 1}
     holding.release.set()
     assert [(await request).status_code for request in held] == [200] * LIMIT
-    assert (await limited_client.get("/items")).status_code == 200
+    assert (await limited_client.get("/probes")).status_code == 200
     figures = (await limited_client.get("/health/pool")).json()["requests"]
     assert figures == {"limit": LIMIT, "in_flight": 0, "refused": 1}
 

@@ -209,18 +209,20 @@ def test_serve_warns_about_what_allowing_insecure_settings_lets_through(
     ], lines
 
 
+@pytest.mark.usefixtures("model_probes")
 def test_serve_brings_a_stale_dev_sqlite_file_up_to_date_before_any_worker_starts(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = make_url(DEV_SQLITE_URL).database
     assert path is not None
     with closing(sqlite3.connect(path)) as connection:
-        connection.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(200))")
+        connection.execute("CREATE TABLE model_probes (id INTEGER PRIMARY KEY, name VARCHAR(200))")
     columns_when_serving: list[str] = []
 
     def run(_app: str, **_: object) -> None:
         with closing(sqlite3.connect(path)) as connection:
-            rows = connection.execute("SELECT name FROM pragma_table_info('items')").fetchall()
+            query = "SELECT name FROM pragma_table_info('model_probes')"
+            rows = connection.execute(query).fetchall()
         columns_when_serving.extend(name for (name,) in rows)
 
     monkeypatch.setattr(uvicorn, "run", run)

@@ -3,8 +3,8 @@
 from httpx import AsyncClient
 
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings
-from {{ cookiecutter.package_name }}.main import create_app
 from tests.conftest import in_process_client
+from tests.probe import create_probe_app
 from tests.proxy import TcpProxy
 
 
@@ -35,7 +35,7 @@ async def test_pool_shows_the_profile_and_live_figures(client: AsyncClient) -> N
 async def test_ready_says_503_while_the_database_is_gone_and_recovers(
     proxied_settings: Settings, proxy: TcpProxy
 ) -> None:
-    app = create_app(proxied_settings)
+    app = create_probe_app(proxied_settings)
     async with in_process_client(app, lifespan=True) as client:
         assert (await client.get("/health/ready")).status_code == 200
 
@@ -47,4 +47,4 @@ async def test_ready_says_503_while_the_database_is_gone_and_recovers(
 
         await proxy.start()
         assert (await client.get("/health/ready")).status_code == 200
-        assert (await client.get("/items")).status_code == 200
+        assert (await client.get("/probes")).status_code == 200

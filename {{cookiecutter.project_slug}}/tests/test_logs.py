@@ -14,14 +14,14 @@ from {{ cookiecutter.package_name }}.infrastructure.config import (
 )
 from {{ cookiecutter.package_name }}.infrastructure.database import Database
 from {{ cookiecutter.package_name }}.logs import LogFormat, LogLevel, configure_logging
-from {{ cookiecutter.package_name }}.main import create_app
 from tests.conftest import in_process_client
+from tests.probe import create_probe_app
 
 # LEVEL:, padded, then the request id if there is one, the logger and the message.
 CONSOLE_LINE = re.compile(r"(DEBUG|INFO|WARNING|ERROR|CRITICAL): +(\[[^\]]+\] )?[\w.]+: .*")
 CONSOLE_ACCESS_LINE = re.compile(
     r"INFO:     \[console-1\] {{ cookiecutter.package_name }}\.access_log: "
-    r"GET /items 200 \d+\.\d ms"
+    r"GET /probes 200 \d+\.\d ms"
 )
 
 
@@ -29,9 +29,9 @@ async def test_dev_writes_readable_console_lines(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert settings.logs.format is LogFormat.CONSOLE
-    app = create_app(settings)
+    app = create_probe_app(settings)
     async with in_process_client(app, lifespan=True) as client:
-        await client.get("/items", headers={"X-Request-ID": "console-1"})
+        await client.get("/probes", headers={"X-Request-ID": "console-1"})
     lines = capsys.readouterr().err.splitlines()
     assert lines, "nothing was logged"
     assert all(CONSOLE_LINE.fullmatch(line) for line in lines), lines
@@ -44,13 +44,13 @@ async def test_sql_echo_and_pool_lines_in_dev_carry_the_request_id(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     echoing = settings.model_copy(update={"database_echo": True, "log_level": LogLevel.DEBUG})
-    app = create_app(echoing)
+    app = create_probe_app(echoing)
     async with in_process_client(app, lifespan=True) as client:
         # An empty pool, so that the request opens a connection and the pool logs it.
         database: Database = app.state.database
         await database.engine.dispose()
         capsys.readouterr()  # start-up lines
-        await client.get("/items/1", headers={"X-Request-ID": "echo-1"})
+        await client.get("/probes/1", headers={"X-Request-ID": "echo-1"})
     output = capsys.readouterr()
     # Each echoed statement is written once, through the one handler, not also to stdout.
     assert output.out == ""
@@ -59,7 +59,7 @@ async def test_sql_echo_and_pool_lines_in_dev_carry_the_request_id(
     pool = [line for line in lines if "database: pool: new connection" in line]
     assert len(sql) == 1, output.err
     assert len(pool) == 1, output.err
-    assert sql[0].startswith("INFO:     [echo-1] sqlalchemy.engine.Engine: SELECT items.id")
+    assert sql[0].startswith("INFO:     [echo-1] sqlalchemy.engine.Engine: SELECT probe.probes.id")
     assert pool[0].startswith("DEBUG:    [echo-1] {{ cookiecutter.package_name }}.infrastructure.")
 
 
@@ -144,13 +144,13 @@ def test_the_log_level_applies_to_the_service_and_uvicorn(
 async def test_sql_echo_shows_the_statements_sent_and_nothing_that_reads_like_a_failure(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = create_app(settings.model_copy(update={"database_echo": True}))
+    app = create_probe_app(settings.model_copy(update={"database_echo": True}))
     async with in_process_client(app, lifespan=True) as client:
         # Start-up's own checks are not echoed.
         assert "sqlalchemy.engine" not in capsys.readouterr().err
         # A read runs on an autocommit connection, where SQLAlchemy notes a
         # BEGIN and a ROLLBACK that it does not send.
-        await client.get("/items/1", headers={"X-Request-ID": "echo-read"})
+        await client.get("/probes/1", headers={"X-Request-ID": "echo-read"})
         database: Database = app.state.database
         async with database.begin() as connection:
             await connection.execute(text("SELECT 1"))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import Table
 from sqlalchemy.pool import QueuePool
 
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
@@ -16,6 +17,7 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
 )
 from {{ cookiecutter.package_name }}.main import create_app
 from tests.conftest import connection_count, in_process_client
+from tests.probe import create_probe_app, probe_router
 
 IMPORT_EVERYTHING = textwrap.dedent(
     """
@@ -60,12 +62,12 @@ async def test_importing_and_building_the_app_opens_no_connection(
 async def test_lifespan_owns_a_pool_and_leaves_no_connection(
     settings: Settings, application_name: str
 ) -> None:
-    app = create_app(settings)
+    app = create_probe_app(settings)
     async with app.router.lifespan_context(app):
         database: Database = app.state.database
         assert isinstance(database.engine.pool, QueuePool)
         async with in_process_client(app) as client:
-            assert (await client.get("/items")).status_code == 200
+            assert (await client.get("/probes")).status_code == 200
         assert await connection_count(application_name, expected=1) == 1
     assert await connection_count(application_name, expected=0) == 0
 
@@ -103,10 +105,14 @@ async def test_startup_against_an_unreachable_server_fails_in_one_line(
     assert "s3cret-pw" not in message
 
 
-async def test_dev_profile_without_url_runs_on_a_local_sqlite_file(tmp_path: Path) -> None:
+async def test_dev_profile_without_url_runs_on_a_local_sqlite_file(
+    tmp_path: Path, model_probes: Table
+) -> None:
     app: FastAPI = create_app(load_settings(_env_file=None, database_echo=False))
+    app.include_router(probe_router(model_probes))
     async with in_process_client(app, lifespan=True) as client:
-        created = await client.post("/items", json={"name": "Mug", "price": "4.20"})
+        created = await client.post("/model-probes", json={"name": "Mug", "price": "4.20"})
         assert created.status_code == 201
-        assert (await client.get(f"/items/{created.json()['id']}")).json()["name"] == "Mug"
+        found = await client.get(f"/model-probes/{created.json()['id']}")
+        assert found.json()["name"] == "Mug"
     assert (tmp_path / "{{ cookiecutter.project_slug }}-dev.sqlite3").is_file()

@@ -10,12 +10,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import Database
-from {{ cookiecutter.package_name }}.main import create_app
 from tests.conftest import in_process_client
+from tests.probe import create_probe_app
 from tests.test_admission import LIMIT, Holding, hold_every_place, limited_app
 from tests.test_errors import add_test_routes
 
-ITEM_ROUTE = {"method": "GET", "route": "/items/{item_id}"}
+PROBE_ROUTE = {"method": "GET", "route": "/probes/{probe_id}"}
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:
@@ -38,7 +38,7 @@ async def scrape(client: AsyncClient, headers: dict[str, str] | None = None) -> 
 @pytest.fixture
 async def holding_app(settings: Settings) -> AsyncIterator[FastAPI]:
     """The app on its own pool, with a route that holds a connection for a while."""
-    app = create_app(settings)
+    app = create_probe_app(settings)
     add_test_routes(app)
     async with app.router.lifespan_context(app):
         yield app
@@ -51,21 +51,21 @@ async def holding_client(holding_app: FastAPI) -> AsyncIterator[AsyncClient]:
 
 
 async def test_requests_are_counted_by_route_template_and_status(client: AsyncClient) -> None:
-    created = await client.post("/items", json={"name": "Cup", "price": "9.5"})
+    created = await client.post("/probes", json={"name": "Cup", "price": "9.5"})
     assert created.status_code == 201, created.text
-    item_id = created.json()["id"]
+    probe_id = created.json()["id"]
     before = await scrape(client)
     for _ in range(3):
-        assert (await client.get(f"/items/{item_id}")).status_code == 200
-    assert (await client.get(f"/items/{item_id + 1000}")).status_code == 404
+        assert (await client.get(f"/probes/{probe_id}")).status_code == 200
+    assert (await client.get(f"/probes/{probe_id + 1000}")).status_code == 404
     after = await scrape(client)
-    counted_before = sample(before, "http_requests_total", **ITEM_ROUTE, status="200") or 0
-    assert sample(after, "http_requests_total", **ITEM_ROUTE, status="200") == counted_before + 3
-    assert sample(after, "http_requests_total", **ITEM_ROUTE, status="404") == 1
-    timed_before = sample(before, "http_request_duration_seconds_count", **ITEM_ROUTE) or 0
-    assert sample(after, "http_request_duration_seconds_count", **ITEM_ROUTE) == timed_before + 4
-    # Never the raw path: one series per route, however many items there are.
-    assert f"/items/{item_id}" not in after
+    counted_before = sample(before, "http_requests_total", **PROBE_ROUTE, status="200") or 0
+    assert sample(after, "http_requests_total", **PROBE_ROUTE, status="200") == counted_before + 3
+    assert sample(after, "http_requests_total", **PROBE_ROUTE, status="404") == 1
+    timed_before = sample(before, "http_request_duration_seconds_count", **PROBE_ROUTE) or 0
+    assert sample(after, "http_request_duration_seconds_count", **PROBE_ROUTE) == timed_before + 4
+    # Never the raw path: one series per route, however many probes there are.
+    assert f"/probes/{probe_id}" not in after
 
 
 async def test_unmatched_paths_share_one_label(client: AsyncClient) -> None:
@@ -122,7 +122,7 @@ async def test_requests_in_progress_and_refused_are_shown(settings: Settings) ->
     app = limited_app(settings, holding)
     async with in_process_client(app, lifespan=True) as client:
         held = await hold_every_place(client, holding)
-        assert (await client.get("/items")).status_code == 503
+        assert (await client.get("/probes")).status_code == 503
         # Scrapes are never refused, nor counted among the requests in progress.
         text = await scrape(client)
         holding.release.set()
@@ -135,7 +135,7 @@ async def test_requests_in_progress_and_refused_are_shown(settings: Settings) ->
 
 
 async def test_extra_databases_get_their_own_series(replica_settings: Settings) -> None:
-    app = create_app(replica_settings)
+    app = create_probe_app(replica_settings)
     async with in_process_client(app, lifespan=True) as client:
         text = await scrape(client)
     for name in ["primary", "replica"]:
@@ -144,7 +144,7 @@ async def test_extra_databases_get_their_own_series(replica_settings: Settings) 
 
 
 async def test_two_apps_in_one_process_count_separately(settings: Settings) -> None:
-    first, second = create_app(settings), create_app(settings)
+    first, second = create_probe_app(settings), create_probe_app(settings)
     async with (
         in_process_client(first, lifespan=True) as one,
         in_process_client(second, lifespan=True) as other,
@@ -172,7 +172,7 @@ async def test_metrics_need_the_pool_token_outside_dev(
         database_application_name=application_name,
         health_pool_token="s3cret",
     )
-    app = create_app(settings)
+    app = create_probe_app(settings)
     headers = {} if sent is None else {"Authorization": f"Bearer {sent}"}
     async with in_process_client(app, lifespan=True) as client:
         response = await client.get("/metrics", headers=headers)

@@ -19,8 +19,8 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
     init_db,
 )
 from {{ cookiecutter.package_name }}.logs import LogFormat
-from {{ cookiecutter.package_name }}.main import create_app
 from tests.conftest import in_process_client
+from tests.probe import create_probe_app
 
 # The test server trusts local connections, so any password gets in; this one is
 # distinctive enough that finding it anywhere means it leaked.
@@ -60,7 +60,7 @@ def add_failing_routes(app: FastAPI) -> None:
         raise RuntimeError("handler bug")
 
     async def broken_sql(session: SessionDep) -> None:
-        await session.execute(text("SELECT no_such_column FROM items"))
+        await session.execute(text("SELECT no_such_column FROM probe.probes"))
 
     app.add_api_route("/test/crash", crash)
     app.add_api_route("/test/broken-sql", broken_sql)
@@ -74,17 +74,17 @@ async def test_the_database_password_shows_nowhere(
     unused_tcp_port: int,
     log_format: LogFormat,
 ) -> None:
-    app = create_app(settings_with_password.model_copy(update={"log_format": log_format}))
+    app = create_probe_app(settings_with_password.model_copy(update={"log_format": log_format}))
     add_failing_routes(app)
     async with in_process_client(app, lifespan=True) as client:
-        created = await client.post("/items", json={"name": "Secretive", "price": "1"})
-        item = f"/items/{created.json()['id']}"
+        created = await client.post("/probes", json={"name": "Secretive", "price": "1"})
+        item = f"/probes/{created.json()['id']}"
         responses = [
             created,
             await client.get(item),
-            await client.get("/items"),
-            await client.get("/items/2000000000"),
-            await client.post("/items", json={"name": "", "price": "-1"}),
+            await client.get("/probes"),
+            await client.get("/probes/2000000000"),
+            await client.post("/probes", json={"name": "", "price": "-1"}),
             await client.get("/test/crash"),
             await client.get("/test/broken-sql"),
             await client.get("/health/ready"),
@@ -149,7 +149,7 @@ async def pool_status(
         database_application_name=application_name,
         health_pool_token=token,
     )
-    app = create_app(settings)
+    app = create_probe_app(settings)
     headers = {} if sent is None else {"Authorization": f"Bearer {sent}"}
     async with in_process_client(app, lifespan=True) as client:
         response = await client.get("/health/pool", headers=headers)

@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from tests.conftest import connection_count
+from tests.conftest import PROJECT_ROOT, connection_count
 
 POOL_TIMEOUT = 1.0
 LOCK_SECONDS = 1.2
@@ -33,7 +33,8 @@ NEW_CONNECTIONS = 100
 LIVENESS_REQUEST = b"GET /health/live HTTP/1.1\r\nHost: test\r\n\r\n"
 # How long the server's processes get to exit on SIGTERM before they are killed.
 STOP_GRACE = 10.0
-COMMAND = str(Path(sys.executable).with_name("{{ cookiecutter.project_slug }}"))
+# The `serve` command, run as its console script runs it, with the probe's routes in every worker.
+COMMAND = [sys.executable, "-c", "from tests.probe import serve; serve()"]
 
 
 @dataclass
@@ -92,13 +93,14 @@ def start_server(
     def start(**environment: str) -> Server:
         env = {
             "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": str(PROJECT_ROOT),
             "DATABASE_URL": database_url,
             "DATABASE_APPLICATION_NAME": application_name,
             "DATABASE_ECHO": "false",
         } | environment
         with log.open("wb") as output:
             process = subprocess.Popen(
-                [COMMAND, "serve", "--port", str(unused_tcp_port)],
+                [*COMMAND, "serve", "--port", str(unused_tcp_port)],
                 env=env,
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -161,13 +163,13 @@ async def run_admin_sql(database_url: str, statement: str, **parameters: object)
 
 
 @asynccontextmanager
-async def locked_item(database_url: str, item_id: int) -> AsyncIterator[AsyncConnection]:
-    """Hold a row lock on the item, so that requests changing it wait like slow queries."""
+async def locked_probe(database_url: str, item_id: int) -> AsyncIterator[AsyncConnection]:
+    """Hold a row lock on the probe, so that requests changing it wait like slow queries."""
     engine = create_async_engine(database_url, poolclass=NullPool)
     try:
         async with engine.connect() as connection:
             await connection.execute(
-                text("SELECT id FROM items WHERE id = :id FOR UPDATE"), {"id": item_id}
+                text("SELECT id FROM probe.probes WHERE id = :id FOR UPDATE"), {"id": item_id}
             )
             yield connection
             await connection.rollback()
@@ -184,9 +186,9 @@ async def test_a_thousand_concurrent_requests_are_answered_within_the_pool_timeo
         DATABASE_POOL_TIMEOUT=str(POOL_TIMEOUT),
     ).port
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-        item = (await client.post("/items", json={"name": "Hot", "price": "1"})).json()
-        async with locked_item(database_url, item["id"]):
-            path, body = f"/items/{item['id']}", b'{"price": "2.00"}'
+        item = (await client.post("/probes", json={"name": "Hot", "price": "1"})).json()
+        async with locked_probe(database_url, item["id"]):
+            path, body = f"/probes/{item['id']}", b'{"price": "2.00"}'
             requests = [raw_request(port, "PATCH", path, body) for _ in range(1000)]
             load = asyncio.gather(*requests)
             await asyncio.sleep(LOCK_SECONDS)
@@ -197,11 +199,11 @@ async def test_a_thousand_concurrent_requests_are_answered_within_the_pool_timeo
         assert statuses.count(200) >= 5
         assert slowest < ANSWER_BOUND, f"a request waited {slowest:.2f} s"
         # Load gone: the service serves normally, with every connection back.
-        assert (await client.get(f"/items/{item['id']}")).json()["price"] == "2.00"
+        assert (await client.get(f"/probes/{item['id']}")).json()["price"] == "2.00"
         pool = (await client.get("/health/pool")).json()
         assert pool["checked_out"] == 0
         assert pool["timeouts"] + pool["requests"]["refused"] == statuses.count(503)
-        await client.delete(f"/items/{item['id']}")
+        await client.delete(f"/probes/{item['id']}")
 
 
 async def test_new_connections_are_served_while_the_server_is_busy(
@@ -251,10 +253,10 @@ async def test_sigterm_finishes_in_flight_requests_then_closes_every_connection(
     server = start_server()
     base_url = f"http://127.0.0.1:{server.port}"
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-        item = (await client.post("/items", json={"name": "Last", "price": "1"})).json()
-        async with locked_item(database_url, item["id"]):
+        item = (await client.post("/probes", json={"name": "Last", "price": "1"})).json()
+        async with locked_probe(database_url, item["id"]):
             in_flight = asyncio.create_task(
-                client.patch(f"/items/{item['id']}", json={"name": "Finished"})
+                client.patch(f"/probes/{item['id']}", json={"name": "Finished"})
             )
             await asyncio.sleep(0.5)
             assert await connection_count(application_name, expected=2) >= 1
@@ -278,11 +280,11 @@ async def test_sigterm_cancels_what_outlasts_the_graceful_shutdown_timeout(
     server = start_server(GRACEFUL_SHUTDOWN_TIMEOUT="1")
     base_url = f"http://127.0.0.1:{server.port}"
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-        item = (await client.post("/items", json={"name": "Stuck", "price": "1"})).json()
+        item = (await client.post("/probes", json={"name": "Stuck", "price": "1"})).json()
         # The lock is held until the server has exited: only the timeout can end the request.
-        async with locked_item(database_url, item["id"]):
+        async with locked_probe(database_url, item["id"]):
             in_flight = asyncio.create_task(
-                client.patch(f"/items/{item['id']}", json={"name": "Never"})
+                client.patch(f"/probes/{item['id']}", json={"name": "Never"})
             )
             await asyncio.sleep(0.5)
             output = await asyncio.to_thread(server.stop)
@@ -291,7 +293,7 @@ async def test_sigterm_cancels_what_outlasts_the_graceful_shutdown_timeout(
     assert "timeout graceful shutdown exceeded" in output
     assert "Application shutdown complete" in output
     assert await connection_count(application_name, expected=0) == 0
-    await run_admin_sql(database_url, "DELETE FROM items WHERE id = :id", id=item["id"])
+    await run_admin_sql(database_url, "DELETE FROM probe.probes WHERE id = :id", id=item["id"])
 
 
 async def test_each_worker_has_its_own_pool_and_all_stay_within_the_budget(
@@ -315,7 +317,7 @@ async def test_each_worker_has_its_own_pool_and_all_stay_within_the_budget(
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{server.port}", limits=limits, timeout=30
     ) as client:
-        responses = await asyncio.gather(*(client.get("/items") for _ in range(400)))
+        responses = await asyncio.gather(*(client.get("/probes") for _ in range(400)))
     stop.set()
     await watcher
     assert {response.status_code for response in responses} <= {200, 503}
@@ -339,8 +341,8 @@ async def test_prod_writes_every_line_as_json_with_one_access_line_per_request(
         DATABASE_MAX_OVERFLOW="0",
     )
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
-        listed = await client.get("/items?secret=Xq7-query", headers={"X-Request-ID": "srv-1"})
-        missing = await client.get("/items/2000000000")
+        listed = await client.get("/probes?secret=Xq7-query", headers={"X-Request-ID": "srv-1"})
+        missing = await client.get("/probes/2000000000")
     output = server.stop()
     assert listed.status_code == 200
     assert listed.headers["X-Request-ID"] == "srv-1"
@@ -353,8 +355,8 @@ async def test_prod_writes_every_line_as_json_with_one_access_line_per_request(
     access = [entry for entry in entries if entry["logger"].endswith(".access_log")]
     # The start-up probe's requests first, then this test's two.
     assert [(entry["method"], entry["path"], entry["status"]) for entry in access[-2:]] == [
-        ("GET", "/items", 200),
-        ("GET", "/items/2000000000", 404),
+        ("GET", "/probes", 200),
+        ("GET", "/probes/2000000000", 404),
     ]
     assert access[-2]["request_id"] == "srv-1"
     assert access[-1]["request_id"] == missing.headers["X-Request-ID"]

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
-from {{ cookiecutter.package_name }} import health
+from {{ cookiecutter.package_name }} import domains, health
 from {{ cookiecutter.package_name }}.access_log import RequestLogMiddleware, document_request_id
 from {{ cookiecutter.package_name }}.admission import Admission, AdmissionMiddleware
 {%- if cookiecutter.use_sentry %}
@@ -24,7 +24,6 @@ from {{ cookiecutter.package_name }}.infrastructure.capacity import request_limi
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import close_db, init_db
 from {{ cookiecutter.package_name }}.infrastructure.extra_databases import open_extra_databases
-from {{ cookiecutter.package_name }}.items.router import router as items_router
 from {{ cookiecutter.package_name }}.logs import configure_logging
 {%- if cookiecutter.use_prometheus %}
 from {{ cookiecutter.package_name }}.metrics import add_metrics
@@ -141,7 +140,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.admission = Admission(limit=request_limit(settings))
     register_error_handlers(app)
     app.include_router(health.router)
-    app.include_router(items_router)
+    for router in domains.ROUTERS:
+        app.include_router(router)
 {%- if cookiecutter.use_prometheus %}
     add_metrics(app)
 {%- endif %}

@@ -66,7 +66,7 @@ CONFLICT: Final[dict[str, Any]] = {
     "changed",
     "content": {
         "application/json": {
-            "example": {"detail": "Conflicts with stored data (constraint uq_items_name)"}
+            "example": {"detail": "Conflicts with stored data (constraint uq_customers_email)"}
         }
     },
 }

@@ -45,25 +45,24 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
     init_db,
     session_scope,
 )
-from {{ cookiecutter.package_name }}.items.models import Item
-from {{ cookiecutter.package_name }}.items.schemas import ItemCreate
 from {{ cookiecutter.package_name }}.main import create_app
 from tests.conftest import admin_url, empty_tables, in_process_client, run_admin_statement
+from tests.probe import probe_router, probes
 
-NEW_ITEM = ItemCreate.model_validate({"name": "Teapot", "price": "12.00"})
-
-
-async def write_item(connection: AsyncConnection) -> None:
-    """Insert NEW_ITEM; here rather than through the items example, which is yours to change."""
-    await connection.execute(insert(Item).values(**NEW_ITEM.model_dump()))
+NEW_PROBE = {"name": "Teapot", "price": "12.00"}
 
 
-async def committed_item_count(database_url: str) -> int:
-    """Count the items another connection can see, i.e. what was really committed."""
+async def write_probe(connection: AsyncConnection, table: Table = probes) -> None:
+    """Insert NEW_PROBE into `table`, one of the tests' own rather than a domain's."""
+    await connection.execute(insert(table).values(**NEW_PROBE))
+
+
+async def committed_probe_count(database_url: str) -> int:
+    """Count the probes another connection can see, i.e. what was really committed."""
     engine = create_async_engine(database_url, poolclass=NullPool)
     try:
         async with engine.connect() as connection:
-            return (await connection.scalar(select(func.count()).select_from(Item))) or 0
+            return (await connection.scalar(select(func.count()).select_from(probes))) or 0
     finally:
         await engine.dispose()
 
@@ -72,17 +71,17 @@ Write = Callable[[AsyncConnection], Awaitable[dict[str, str]]]
 
 
 async def write_then_refuse(connection: AsyncConnection) -> dict[str, str]:
-    await write_item(connection)
+    await write_probe(connection)
     raise HTTPException(status.HTTP_409_CONFLICT, detail="refused after writing")
 
 
 async def write_then_crash(connection: AsyncConnection) -> dict[str, str]:
-    await write_item(connection)
+    await write_probe(connection)
     raise RuntimeError("handler bug after writing")
 
 
 async def write_then_fail_at_commit(connection: AsyncConnection) -> dict[str, str]:
-    await write_item(connection)
+    await write_probe(connection)
     # A deferred constraint is only checked at COMMIT, so the handler
     # returns normally and the commit itself fails.
     await connection.execute(
@@ -112,7 +111,7 @@ def through_connection(write: Write) -> Callable[[AsyncConnection], Awaitable[di
 
 @pytest.fixture
 def failing_routes(app: FastAPI) -> FastAPI:
-    """Routes that write an item and then fail in different ways, under both dependencies."""
+    """Routes that write a probe and then fail in different ways, under both dependencies."""
     writes = {
         "refuse": write_then_refuse,
         "crash": write_then_crash,
@@ -127,9 +126,9 @@ def failing_routes(app: FastAPI) -> FastAPI:
 async def test_a_successful_write_is_committed(
     committing_client: AsyncClient, database_url: str
 ) -> None:
-    response = await committing_client.post("/items", json={"name": "Cup", "price": "3.00"})
+    response = await committing_client.post("/probes", json={"name": "Cup", "price": "3.00"})
     assert response.status_code == 201
-    assert await committed_item_count(database_url) == 1
+    assert await committed_probe_count(database_url) == 1
 
 
 @pytest.mark.usefixtures("failing_routes")
@@ -151,7 +150,7 @@ async def test_a_failing_request_leaves_nothing_behind(
 ) -> None:
     response = await committing_client.post(f"/test/{dependency}/{failure}")
     assert response.status_code == expected_status
-    assert await committed_item_count(database_url) == 0
+    assert await committed_probe_count(database_url) == 0
 
 
 @pytest.mark.usefixtures("failing_routes")
@@ -162,12 +161,12 @@ async def test_hundreds_of_mixed_requests_return_every_connection(
         match n % 5:
             case 0:
                 response = await committing_client.post(
-                    "/items", json={"name": f"n{n}", "price": 1}
+                    "/probes", json={"name": f"n{n}", "price": "1"}
                 )
             case 1:
-                response = await committing_client.get(f"/items/{2_000_000_000 - n}")
+                response = await committing_client.get(f"/probes/{2_000_000_000 - n}")
             case 2:
-                response = await committing_client.post("/items", json={"name": "", "price": -1})
+                response = await committing_client.post("/probes", json={"name": "", "price": -1})
             case 3:
                 response = await committing_client.post("/test/session/crash")
             case _:
@@ -183,7 +182,7 @@ async def test_hundreds_of_mixed_requests_return_every_connection(
     ]
     assert sorted(set(statuses)) == [201, 404, 409, 422, 500]
     assert statuses.count(201) == 60
-    assert await committed_item_count(database_url) == 60
+    assert await committed_probe_count(database_url) == 60
     pool = (await committing_client.get("/health/pool")).json()
     assert pool["checked_out"] == 0
     # Connections opened for the burst stay for a while (BurstPool), never beyond the limit.
@@ -208,20 +207,20 @@ async def database(app: FastAPI) -> AsyncIterator[Database]:
 
 async def test_session_scope_commits_on_success(database: Database, database_url: str) -> None:
     async with session_scope(database) as session:
-        await write_item(await session.connection())
-    assert await committed_item_count(database_url) == 1
+        await write_probe(await session.connection())
+    assert await committed_probe_count(database_url) == 1
     assert checked_out(database) == 0
 
 
 async def test_session_scope_rolls_back_on_error(database: Database, database_url: str) -> None:
     async def consume() -> None:
         async with session_scope(database) as session:
-            await write_item(await session.connection())
+            await write_probe(await session.connection())
             raise ValueError("consumer failed")
 
     with pytest.raises(ValueError, match="consumer failed"):
         await consume()
-    assert await committed_item_count(database_url) == 0
+    assert await committed_probe_count(database_url) == 0
     assert checked_out(database) == 0
 
 
@@ -233,21 +232,20 @@ def dev_sqlite_settings() -> Settings:
     return load_settings(_env_file=None, database_echo=False)
 
 
-async def test_dev_sqlite_enforces_foreign_keys() -> None:
-    # A table of the test's own, so that the items example stays yours to change.
+async def test_dev_sqlite_enforces_foreign_keys(model_probes: Table) -> None:
     orders = Table(
         "orders_probe",
         MetaData(),
         Column("id", Integer, primary_key=True),
-        Column("item_id", ForeignKey(Item.__table__.c.id), nullable=False),
+        Column("probe_id", ForeignKey(model_probes.c.id), nullable=False),
     )
     database = await init_db(dev_sqlite_settings().database_configs()[0])
     try:
         async with database.begin() as connection:
             await connection.run_sync(orders.create)
-            await write_item(connection)
-            await connection.execute(insert(orders).values(item_id=1))
-        for statement in (insert(orders).values(item_id=2), delete(Item)):
+            await write_probe(connection, model_probes)
+            await connection.execute(insert(orders).values(probe_id=1))
+        for statement in (insert(orders).values(probe_id=2), delete(model_probes)):
             with pytest.raises(IntegrityError, match="FOREIGN KEY constraint failed"):
                 async with database.begin() as connection:
                     await connection.execute(statement)
@@ -255,19 +253,19 @@ async def test_dev_sqlite_enforces_foreign_keys() -> None:
         await close_db(database)
 
 
-async def test_dev_sqlite_keeps_timestamps_zoned_in_utc() -> None:
+async def test_dev_sqlite_keeps_timestamps_zoned_in_utc(model_probes: Table) -> None:
     noon_in_paris = datetime(2026, 6, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
     database = await init_db(dev_sqlite_settings().database_configs()[0])
     try:
         async with database.begin() as connection:
-            await write_item(connection)
+            await write_probe(connection, model_probes)
             await connection.execute(
-                insert(Item).values(name="Clock", price=1, created_at=noon_in_paris)
+                insert(model_probes).values(name="Clock", price=1, created_at=noon_in_paris)
             )
-            stamps = (await connection.execute(select(Item.created_at).order_by(Item.id))).scalars()
-            by_default, given = list(stamps)
+            query = select(model_probes.c.created_at).order_by(model_probes.c.id)
+            by_default, given = list((await connection.execute(query)).scalars())
             later = select(func.count()).where(
-                Item.created_at > datetime(2026, 6, 1, 9, 59, tzinfo=UTC)
+                model_probes.c.created_at > datetime(2026, 6, 1, 9, 59, tzinfo=UTC)
             )
             assert await connection.scalar(later) == 2
     finally:
@@ -277,47 +275,53 @@ async def test_dev_sqlite_keeps_timestamps_zoned_in_utc() -> None:
     assert (given, given.tzinfo) == (noon_in_paris, UTC)
 
 
+def dev_sqlite_app(table: Table) -> FastAPI:
+    """The dev profile's app, with routes on `table`."""
+    app = create_app(dev_sqlite_settings())
+    app.include_router(probe_router(table))
+    return app
+
+
 def write_old_dev_schema() -> None:
-    """Leave a dev SQLite file whose items table predates a column of the model."""
+    """Leave a dev SQLite file whose model_probes table predates a column of the model."""
     path = make_url(DEV_SQLITE_URL).database
     assert path is not None
     with closing(sqlite3.connect(path)) as connection:
         connection.execute(
-            "CREATE TABLE items (id INTEGER NOT NULL PRIMARY KEY, name VARCHAR(200) NOT NULL, "
+            "CREATE TABLE model_probes (id INTEGER NOT NULL PRIMARY KEY, "
+            "name VARCHAR(200) NOT NULL, price NUMERIC(10, 2) NOT NULL, "
             "created_at DATETIME DEFAULT CURRENT_TIMESTAMP NOT NULL)"
         )
-        connection.execute("INSERT INTO items (name) VALUES ('from the old models')")
+        connection.execute("INSERT INTO model_probes (name, price) VALUES ('old models', 1)")
         connection.commit()
 
 
 async def test_a_dev_sqlite_file_from_older_models_is_rebuilt_at_start(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, model_probes: Table
 ) -> None:
     write_old_dev_schema()
-    app = create_app(dev_sqlite_settings())
+    app = dev_sqlite_app(model_probes)
     with caplog.at_level(logging.WARNING):
         async with in_process_client(app, lifespan=True) as client:
-            created = await client.post("/items", json=NEW_ITEM.model_dump(mode="json"))
+            created = await client.post("/model-probes", json=NEW_PROBE)
             assert created.status_code == 201, created.text
-            found = await client.get(f"/items/{created.json()['id']}")
+            found = await client.get(f"/model-probes/{created.json()['id']}")
     assert found.status_code == 200, found.text
     rebuilt = [
         r.getMessage() for r in caplog.records if "built from other models" in r.getMessage()
     ]
     assert len(rebuilt) == 1, caplog.text
-    assert "add_column items.description" in rebuilt[0]
+    assert "add_column model_probes.description" in rebuilt[0]
 
 
 async def test_a_dev_sqlite_file_that_fits_the_models_keeps_its_rows(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, model_probes: Table
 ) -> None:
-    app = create_app(dev_sqlite_settings())
-    async with in_process_client(app, lifespan=True) as client:
-        created = await client.post("/items", json=NEW_ITEM.model_dump(mode="json"))
+    async with in_process_client(dev_sqlite_app(model_probes), lifespan=True) as client:
+        created = await client.post("/model-probes", json=NEW_PROBE)
         assert created.status_code == 201, created.text
-    app = create_app(dev_sqlite_settings())
-    async with in_process_client(app, lifespan=True) as client:
-        found = await client.get(f"/items/{created.json()['id']}")
+    async with in_process_client(dev_sqlite_app(model_probes), lifespan=True) as client:
+        found = await client.get(f"/model-probes/{created.json()['id']}")
     assert found.status_code == 200, found.text
     assert "built from other models" not in caplog.text
 

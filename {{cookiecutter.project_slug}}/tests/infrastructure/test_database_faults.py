@@ -15,15 +15,15 @@ from sqlalchemy.pool import NullPool, QueuePool
 
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings
 from {{ cookiecutter.package_name }}.infrastructure.database import (
-    PING_AFTER_IDLE_SECONDS,
     Database,
     SessionDep,
     close_db,
     init_db,
     session_scope,
 )
-from {{ cookiecutter.package_name }}.main import create_app
+from {{ cookiecutter.package_name }}.infrastructure.liveness import PING_AFTER_IDLE_SECONDS
 from tests.conftest import admin_url, connection_count, in_process_client
+from tests.probe import create_probe_app
 from tests.proxy import TcpProxy
 
 UNAVAILABLE = {"detail": "The database is unavailable; retry shortly."}
@@ -64,7 +64,7 @@ async def test_requests_get_fresh_connections_after_the_server_killed_the_pooled
 ) -> None:
     async with in_process_client(app, request_timeout=30) as client:
         # Concurrent requests, so that the pool keeps several connections.
-        warm = await asyncio.gather(*(client.get("/items") for _ in range(5)))
+        warm = await asyncio.gather(*(client.get("/probes") for _ in range(5)))
         assert [response.status_code for response in warm] == [200] * 5
         before = (await client.get("/health/pool")).json()
         pooled = before["checked_in"]
@@ -72,20 +72,19 @@ async def test_requests_get_fresh_connections_after_the_server_killed_the_pooled
 
         assert await terminate_backends(application_name) == pooled
         assert await connection_count(application_name, expected=0) == 0
-        # Connections idle for longer than this are pinged before use; the
-        # ones used more recently are trusted (see database.py).
+        # Idle for long enough to be pinged too (see liveness.py; test_liveness.py
+        # kills connections used a moment ago).
         await asyncio.sleep(PING_AFTER_IDLE_SECONDS)
 
-        created = await client.post("/items", json={"name": "After the kill", "price": "1"})
+        created = await client.post("/probes", json={"name": "After the kill", "price": "1"})
         assert created.status_code == 201, created.text
         # As many requests at once as there were pooled connections draw every dead one.
-        path = f"/items/{created.json()['id']}"
+        path = f"/probes/{created.json()['id']}"
         reads = await asyncio.gather(*(client.get(path) for _ in range(pooled)))
         assert [read.status_code for read in reads] == [200] * pooled
         after = (await client.get("/health/pool")).json()
-        await client.delete(f"/items/{created.json()['id']}")
-    # One disconnect found by the pre-ping invalidates the whole pool at once;
-    # every dead connection is then replaced by a new one.
+        await client.delete(f"/probes/{created.json()['id']}")
+    # Every dead connection was found at checkout and replaced by a new one.
     assert after["invalidations"] > before["invalidations"]
     assert after["connects"] >= before["connects"] + pooled
     assert after["checked_out"] == 0
@@ -94,7 +93,7 @@ async def test_requests_get_fresh_connections_after_the_server_killed_the_pooled
 @pytest.fixture
 async def proxied_app(proxied_settings: Settings) -> AsyncIterator[FastAPI]:
     """The app reaching its database through the proxy, with a route that holds a query."""
-    app = create_app(proxied_settings)
+    app = create_probe_app(proxied_settings)
 
     async def slow(session: SessionDep) -> dict[str, str]:
         await session.execute(text("SELECT pg_sleep(5)"))
@@ -114,8 +113,8 @@ async def test_a_database_outage_is_a_503_and_the_service_recovers_by_itself(
     proxied_app: FastAPI, proxy: TcpProxy, application_name: str
 ) -> None:
     async with in_process_client(proxied_app, request_timeout=30) as client:
-        item = (await client.post("/items", json={"name": "Before", "price": "1"})).json()
-        warm = await asyncio.gather(*(client.get("/items") for _ in range(5)))
+        item = (await client.post("/probes", json={"name": "Before", "price": "1"})).json()
+        warm = await asyncio.gather(*(client.get("/probes") for _ in range(5)))
         assert {response.status_code for response in warm} == {200}
         in_flight = asyncio.create_task(client.get("/test/slow"))
         assert await wait_for_query(application_name, "pg_sleep", running=True)
@@ -123,10 +122,10 @@ async def test_a_database_outage_is_a_503_and_the_service_recovers_by_itself(
         await proxy.cut()
         assert_unavailable(await in_flight)
         down = await asyncio.gather(
-            *(client.get("/items") for _ in range(5)),
-            *(client.get(f"/items/{item['id']}") for _ in range(5)),
-            *(client.post("/items", json={"name": "During", "price": "1"}) for _ in range(5)),
-            *(client.patch(f"/items/{item['id']}", json={"price": "2"}) for _ in range(5)),
+            *(client.get("/probes") for _ in range(5)),
+            *(client.get(f"/probes/{item['id']}") for _ in range(5)),
+            *(client.post("/probes", json={"name": "During", "price": "1"}) for _ in range(5)),
+            *(client.patch(f"/probes/{item['id']}", json={"price": "2"}) for _ in range(5)),
         )
         for response in down:
             assert_unavailable(response)
@@ -138,18 +137,18 @@ async def test_a_database_outage_is_a_503_and_the_service_recovers_by_itself(
 
         await proxy.start()
         back = await asyncio.gather(
-            *(client.get("/items") for _ in range(20)),
-            *(client.get(f"/items/{item['id']}") for _ in range(10)),
-            *(client.post("/items", json={"name": f"After {n}", "price": "1"}) for n in range(10)),
+            *(client.get("/probes") for _ in range(20)),
+            *(client.get(f"/probes/{item['id']}") for _ in range(10)),
+            *(client.post("/probes", json={"name": f"After {n}", "price": "1"}) for n in range(10)),
             *(client.get("/health/ready") for _ in range(10)),
         )
         assert [response.status_code for response in back] == [200] * 30 + [201] * 10 + [200] * 10
         # Nothing written while the database was gone, everything written after it came back.
-        names = [row["name"] for row in (await client.get("/items?limit=100")).json()]
+        names = [row["name"] for row in (await client.get("/probes?limit=100")).json()]
         assert sorted(names) == sorted(["Before"] + [f"After {n}" for n in range(10)])
         assert (await client.get("/health/pool")).json()["checked_out"] == 0
-        for row in (await client.get("/items?limit=100")).json():
-            await client.delete(f"/items/{row['id']}")
+        for row in (await client.get("/probes?limit=100")).json():
+            await client.delete(f"/probes/{row['id']}")
 
 
 async def wait_for_query(application_name: str, fragment: str, *, running: bool) -> bool:
@@ -210,7 +209,7 @@ async def test_requests_cancelled_at_any_step_leave_the_overload_guard_working(
     settings: Settings,
 ) -> None:
     # Two connections and no queue: with both in use, one more request is turned away at once.
-    app = create_app(
+    app = create_probe_app(
         settings.model_copy(
             update={
                 "database_pool_size": 2,
@@ -233,7 +232,7 @@ async def test_requests_cancelled_at_any_step_leave_the_overload_guard_working(
         # Cancel requests after 0, 1, 2, ... steps of the event loop, so that they
         # are cut at every point of their way, taking a connection included.
         for steps in range(REQUEST_STEPS):
-            task = asyncio.create_task(client.get("/items"))
+            task = asyncio.create_task(client.get("/probes"))
             for _ in range(steps):
                 await asyncio.sleep(0)
             task.cancel()
@@ -247,10 +246,10 @@ async def test_requests_cancelled_at_any_step_leave_the_overload_guard_working(
                 break
             await asyncio.sleep(0.01)
         # Answered while both connections are still held, not after pool_timeout.
-        extra = asyncio.create_task(client.get("/items"))
+        extra = asyncio.create_task(client.get("/probes"))
         done, _ = await asyncio.wait({extra}, timeout=5)
         release.set()
         assert extra in done, "the request waited for a connection instead of a quick 503"
         assert (extra.result().status_code, extra.result().json()) == (503, AT_CAPACITY)
         assert [(await holder).status_code for holder in holders] == [200, 200]
-        assert (await client.get("/items")).status_code == 200
+        assert (await client.get("/probes")).status_code == 200

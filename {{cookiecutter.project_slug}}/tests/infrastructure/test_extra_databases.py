@@ -26,10 +26,9 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
     DatabaseUnavailableError,
 )
 from {{ cookiecutter.package_name }}.infrastructure.extra_databases import database_session
-from {{ cookiecutter.package_name }}.items.models import Item
-from {{ cookiecutter.package_name }}.main import create_app
 from tests.conftest import connection_count, empty_tables, in_process_client
 from tests.infrastructure.test_capacity import server_budget
+from tests.probe import create_probe_app, probes
 from tests.proxy import TcpProxy
 
 
@@ -43,22 +42,24 @@ async def empty_tables_at(url: str) -> None:
         await engine.dispose()
 
 
-async def add_item(url: str, name: str) -> None:
-    """Commit one item straight into the database at `url`."""
+async def add_probe(url: str, name: str) -> None:
+    """Commit one probe straight into the database at `url`."""
     engine = create_async_engine(url, poolclass=NullPool)
     try:
         async with engine.begin() as connection:
-            await connection.execute(insert(Item).values(name=name, price=Decimal(1)))
+            await connection.execute(insert(probes).values(name=name, price=Decimal(1)))
     finally:
         await engine.dispose()
 
 
-async def item_names(url: str) -> list[str]:
-    """The names of the items in the database at `url`."""
+async def probe_names(url: str) -> list[str]:
+    """The names of the probes in the database at `url`."""
     engine = create_async_engine(url, poolclass=NullPool)
     try:
         async with engine.connect() as connection:
-            return list((await connection.scalars(select(Item.name).order_by(Item.id))).all())
+            return list(
+                (await connection.scalars(select(probes.c.name).order_by(probes.c.id))).all()
+            )
     finally:
         await engine.dispose()
 
@@ -76,7 +77,7 @@ async def two_databases(
 @pytest.fixture
 async def replica_app(replica_settings: Settings) -> AsyncIterator[FastAPI]:
     """The application with a replica, started and stopped through its lifespan."""
-    app = create_app(replica_settings)
+    app = create_probe_app(replica_settings)
     async with app.router.lifespan_context(app):
         yield app
 
@@ -84,7 +85,7 @@ async def replica_app(replica_settings: Settings) -> AsyncIterator[FastAPI]:
 async def test_each_extra_database_has_its_own_engine_and_all_are_disposed(
     replica_settings: Settings, replica_database_url: str, application_name: str
 ) -> None:
-    app = create_app(replica_settings)
+    app = create_probe_app(replica_settings)
     async with app.router.lifespan_context(app):
         primary: Database = app.state.database
         replica: Database = app.state.extra_databases["replica"]
@@ -101,21 +102,21 @@ async def test_listings_read_from_the_replica_and_writes_go_to_the_primary(
     replica_app: FastAPI, two_databases: tuple[str, str]
 ) -> None:
     primary_url, replica_url = two_databases
-    await add_item(replica_url, "Only on the replica")
+    await add_probe(replica_url, "Only on the replica")
     async with in_process_client(replica_app) as client:
-        created = await client.post("/items", json={"name": "Only on the primary", "price": "2"})
+        created = await client.post("/probes", json={"name": "Only on the primary", "price": "2"})
         assert created.status_code == 201
-        listed = (await client.get("/items")).json()
+        listed = (await client.get("/probes")).json()
         # Reading back what was just written stays on the primary.
-        read_back = await client.get(f"/items/{created.json()['id']}")
-    assert [item["name"] for item in listed] == ["Only on the replica"]
+        read_back = await client.get(f"/probes/{created.json()['id']}")
+    assert [probe["name"] for probe in listed] == ["Only on the replica"]
     assert read_back.json()["name"] == "Only on the primary"
-    assert await item_names(primary_url) == ["Only on the primary"]
+    assert await probe_names(primary_url) == ["Only on the primary"]
 
 
 async def test_without_a_replica_listings_read_from_the_primary(client: AsyncClient) -> None:
-    created = await client.post("/items", json={"name": "Primary", "price": "2"})
-    assert [item["id"] for item in (await client.get("/items")).json()] == [created.json()["id"]]
+    created = await client.post("/probes", json={"name": "Primary", "price": "2"})
+    assert [probe["id"] for probe in (await client.get("/probes")).json()] == [created.json()["id"]]
 
 
 async def test_a_session_on_an_extra_database_commits_there(
@@ -125,13 +126,13 @@ async def test_a_session_on_an_extra_database_commits_there(
     replica_session = Depends(database_session("replica"), scope="function")
 
     async def add_on_replica(session: Annotated[AsyncSession, replica_session]) -> None:
-        session.add(Item(name="Written to the replica", price=Decimal(3)))
+        await session.execute(insert(probes).values(name="Written to the replica", price=3))
 
     replica_app.add_api_route("/test/replica-write", add_on_replica, methods=["POST"])
     async with in_process_client(replica_app) as client:
         assert (await client.post("/test/replica-write")).status_code == 200
-    assert await item_names(replica_url) == ["Written to the replica"]
-    assert await item_names(primary_url) == []
+    assert await probe_names(replica_url) == ["Written to the replica"]
+    assert await probe_names(primary_url) == []
 
 
 async def test_a_route_on_a_database_that_is_not_configured_fails_with_a_500(
@@ -168,7 +169,7 @@ async def test_an_extra_database_down_at_start_fails_in_one_line_and_leaks_nothi
             "reporting": {"url": down, "echo": False},
         },
     )
-    app = create_app(settings)
+    app = create_probe_app(settings)
     with caplog.at_level(logging.INFO), pytest.raises(DatabaseUnavailableError) as failure:
         async with app.router.lifespan_context(app):
             pass  # pragma: no cover - start-up must fail
@@ -198,7 +199,7 @@ async def test_ready_names_the_replica_when_only_the_replica_is_cut(
             "database_connect_timeout": 1,
         }
     )
-    app = create_app(settings)
+    app = create_probe_app(settings)
     async with in_process_client(app, lifespan=True) as client:
         ready = await client.get("/health/ready")
         assert (ready.status_code, ready.json()) == (
@@ -213,12 +214,12 @@ async def test_ready_names_the_replica_when_only_the_replica_is_cut(
             {"status": "unavailable", "databases": {"primary": "ok", "replica": "unavailable"}},
         )
         # The primary still serves; the listing, which reads the replica, cannot.
-        assert (await client.post("/items", json={"name": "Mug", "price": "1"})).status_code == 201
-        assert (await client.get("/items")).status_code == 503
+        assert (await client.post("/probes", json={"name": "Mug", "price": "1"})).status_code == 201
+        assert (await client.get("/probes")).status_code == 503
 
         await proxy.start()
         assert (await client.get("/health/ready")).status_code == 200
-        assert (await client.get("/items")).status_code == 200
+        assert (await client.get("/probes")).status_code == 200
 
 
 async def test_pool_shows_every_pool(
@@ -233,7 +234,7 @@ async def test_pool_shows_every_pool(
             }
         }
     )
-    app = create_app(settings)
+    app = create_probe_app(settings)
     async with in_process_client(app, lifespan=True) as client:
         body = (await client.get("/health/pool")).json()
     assert (body["profile"], body["pool_size"], body["max_overflow"]) == ("dev", 5, 10)
@@ -252,7 +253,7 @@ async def test_an_exhausted_replica_pool_is_counted_and_reported_as_the_replica_
 ) -> None:
     one_connection = {"pool_size": 1, "max_overflow": 0, **queue}
     replica = replica_settings.databases["replica"].model_copy(update=one_connection)
-    app = create_app(replica_settings.model_copy(update={"databases": {"replica": replica}}))
+    app = create_probe_app(replica_settings.model_copy(update={"databases": {"replica": replica}}))
     held, release = asyncio.Event(), asyncio.Event()
     replica_session = Depends(database_session("replica", read_only=True), scope="function")
 
@@ -267,7 +268,7 @@ async def test_an_exhausted_replica_pool_is_counted_and_reported_as_the_replica_
         async with asyncio.timeout(10):
             await held.wait()
         with caplog.at_level(logging.WARNING):
-            turned_away = await client.get("/items")
+            turned_away = await client.get("/probes")
         release.set()
         assert (await holding).status_code == 200
         pools = (await client.get("/health/pool")).json()
@@ -299,12 +300,12 @@ async def test_the_budget_counts_every_pool_on_the_same_server(
         )
 
     # The primary's pool alone fits ...
-    alone = create_app(budget())
+    alone = create_probe_app(budget())
     async with alone.router.lifespan_context(alone):
         pass
     # ... but not with the replica's on the same server.
     replica = {"url": replica_database_url, "pool_size": 20, "max_overflow": 0, "echo": False}
-    together = create_app(budget(replica=replica))
+    together = create_probe_app(budget(replica=replica))
     with pytest.raises(ConnectionBudgetError) as failure:
         async with together.router.lifespan_context(together):
             pass  # pragma: no cover - start-up must fail

@@ -37,6 +37,7 @@ from {{ cookiecutter.package_name }}.infrastructure.profiles import (
 )
 from {{ cookiecutter.package_name }}.infrastructure.settings_errors import settings_error
 from {{ cookiecutter.package_name }}.logs import LOG_PROFILES, LogFormat, LogLevel, LogSettings
+from {{ cookiecutter.package_name }}.settings import ServiceSettings
 
 # How the service names itself to PostgreSQL (pg_stat_activity.application_name).
 SERVICE_NAME: Final = "{{ cookiecutter.project_slug }}"
@@ -125,8 +126,8 @@ class DatabaseConfig:
         return make_url(self.url).render_as_string(hide_password=True)
 
 
-class Settings(BaseSettings):
-    """Everything the service reads from its environment (or a `.env` file)."""
+class Settings(ServiceSettings, BaseSettings):
+    """Everything the service reads from its environment (or a `.env` file), yours included."""
 
     # DATABASES__REPLICA__POOL_SIZE=5 is databases["replica"].pool_size; one split at most
     # below the name, so DATABASES__REPLICA__NO__SUCH is refused as the setting "no__such".

@@ -26,7 +26,7 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
     wait_for_database,
 )
 
-# The extra database the items example reads its listings from.
+# The extra database ReplicaSessionDep and ReplicaConnectionDep read from.
 REPLICA: Final = "replica"
 
 # The primary's own dependencies, reused as context managers so that an extra
