@@ -727,7 +727,10 @@ def print_table(rows: list[dict[str, Any]], report: Report) -> None:
 def print_comparison(rows: list[dict[str, Any]]) -> None:
     """The service's CPU per request against each --before build's, level by level."""
     cpu = {(r["variant"], r["method"], r["connections"]): r["cpu_us_per_request"] for r in rows}
-    before = sorted({r["variant"] for r in rows if r["variant"].startswith("generated@")})
+    # In --before's order, which the rows keep.
+    before = list(
+        dict.fromkeys(r["variant"] for r in rows if r["variant"].startswith("generated@"))
+    )
     if not before or not any(key[0] == "generated" for key in cpu):
         return
     print("\nA/B, server CPU us per request (change against the build before):")
