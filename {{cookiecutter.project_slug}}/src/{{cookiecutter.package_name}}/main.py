@@ -87,7 +87,7 @@ class Service(FastAPI):
 def collect_less() -> Iterator[None]:
     """Freeze what start-up allocated out of the collector's way, and collect less often."""
     # Start-up's objects (modules, the app, the engines) live as long as the process;
-    # scanning them in every full collection finds nothing. See docs/operations.md.
+    # scanning them in every full collection finds nothing. See docs/performance.md.
     thresholds = gc.get_threshold()
     gc.collect()
     gc.freeze()

@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.package_name }}.infrastructure.capacity import (
@@ -40,6 +39,7 @@ from {{ cookiecutter.package_name }}.infrastructure.dev_database import (
 from {{ cookiecutter.package_name }}.infrastructure.liveness import guard_checkouts
 from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
 from {{ cookiecutter.package_name }}.infrastructure.profiles import Pooler, Profile
+from {{ cookiecutter.package_name }}.infrastructure.sessions import end_session
 
 logger = logging.getLogger(__name__)
 
@@ -295,39 +295,9 @@ async def get_db(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
             place.taken()
             yield session
         except BaseException:
-            await _finish(session, _roll_back_and_close)
+            await end_session(session, commit=False)
             raise
-        await _finish(session, _commit_and_close)
-
-
-def _commit_and_close(session: Session) -> None:
-    try:
-        session.commit()
-    finally:
-        session.close()
-
-
-def _roll_back_and_close(session: Session) -> None:
-    try:
-        session.rollback()
-    finally:
-        session.close()
-
-
-async def _finish(session: AsyncSession, end: Callable[[Session], None]) -> None:
-    # Commit (or roll back) and close in one switch into SQLAlchemy's greenlet rather
-    # than two, and see it through even if the request is cancelled meanwhile: a
-    # connection abandoned halfway would go back to the pool mid-transaction.
-    task = asyncio.ensure_future(session.run_sync(end))
-    cancelled: asyncio.CancelledError | None = None
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError as error:
-            cancelled = error
-    task.result()
-    if cancelled is not None:
-        raise cancelled
+        await end_session(session, commit=True)
 
 
 async def get_read_db(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
