@@ -5,6 +5,7 @@ server's postgres user):
 
     uv run python -m bench.run            # 10 s runs, 3 interleaved rounds (about 35 minutes)
     uv run python -m bench.run --quick    # 3 s runs, 1 round, to try it out
+    uv run python -m bench.run --before main,HEAD~1   # A/B: also the service as baked there
 
 It generates the default project into a temporary directory, migrates and seeds a throwaway
 database, runs every variant in turn with the same load, prints a table of medians with the
@@ -30,11 +31,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Self
 
 import asyncpg
 import httpx
+from cookiecutter.main import cookiecutter
 
 from bench import layers
 from bench.loadgen import ITEM_COUNT, POST_BODY, LoadResult, run_load
@@ -103,6 +106,37 @@ def service_environment(application_name: str) -> Callable[[str], dict[str, str]
         }
 
     return environment
+
+
+def before_variant(ref: str) -> Variant:
+    """The generated service as the template at git `ref` bakes it, to compare with this one."""
+    application_name = f"bench-at-{ref}"[:63]
+    return Variant(
+        f"generated@{ref}",
+        f"generated service as of {ref}",
+        application_name,
+        generated_command,
+        service_environment(application_name),
+    )
+
+
+def bake_at(ref: str, workdir: Path) -> Path:
+    """Bake the default project from the template as committed at `ref`."""
+    slot = workdir / f"at-{len(list(workdir.glob('at-*')))}"
+    template = slot / "template"
+    template.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", ref], capture_output=True, check=False
+    )
+    if archive.returncode:
+        raise SystemExit(f"--before {ref}: {archive.stderr.decode().strip().splitlines()[-1]}")
+    subprocess.run(["tar", "-x", "-C", str(template)], input=archive.stdout, check=True)
+    config = slot / ".cookiecutterrc"
+    config.write_text(f"cookiecutters_dir: {slot / 'cc'}\nreplay_dir: {slot / 'replay'}\n")
+    output = cookiecutter(
+        str(template), no_input=True, output_dir=str(slot / "out"), config_file=str(config)
+    )
+    return Path(output)
 
 
 def orm_url(dsn: str) -> dict[str, str]:
@@ -454,7 +488,10 @@ def median(values: list[float]) -> float:
 
 def summarise(report: Report) -> list[dict[str, Any]]:
     rows = []
+    # Each --before build right after the service it is compared with.
+    before = [before_variant(ref).name for ref in report.settings.get("before") or []]
     order = [v.name for v in VARIANTS]
+    order[1:1] = before
     keys = sorted(
         {(m.method, m.connections, m.variant) for m in report.measurements},
         key=lambda k: (k[0] != "GET", k[1], order.index(k[2])),
@@ -687,6 +724,27 @@ def print_table(rows: list[dict[str, Any]], report: Report) -> None:
         )
 
 
+def print_comparison(rows: list[dict[str, Any]]) -> None:
+    """The service's CPU per request against each --before build's, level by level."""
+    cpu = {(r["variant"], r["method"], r["connections"]): r["cpu_us_per_request"] for r in rows}
+    # In --before's order, which the rows keep.
+    before = list(
+        dict.fromkeys(r["variant"] for r in rows if r["variant"].startswith("generated@"))
+    )
+    if not before or not any(key[0] == "generated" for key in cpu):
+        return
+    print("\nA/B, server CPU us per request (change against the build before):")
+    for (variant, method, connections), now in cpu.items():
+        if variant != "generated":
+            continue
+        builds = [(name, cpu.get((name, method, connections))) for name in before]
+        cells = "  ".join(f"{name} {value:.0f}" for name, value in builds if value is not None)
+        print(f"  {method:<4} c={connections:<4} {cells}  generated {now:.0f}")
+        chain = [value for _, value in builds if value is not None] + [now]
+        steps = ", ".join(f"{(b - a) / a:+.1%}" for a, b in pairwise(chain))
+        print(f"  {'':<11} steps: {steps}")
+
+
 def print_budget(budget: dict[str, dict[str, Any]], report: Report) -> None:
     for method, profile in report.profile.items():
         if "error" in profile:
@@ -737,6 +795,11 @@ def main() -> int:
     )
     parser.add_argument("--methods", default="GET,POST")
     parser.add_argument("--variants", default=",".join(v.name for v in VARIANTS))
+    parser.add_argument(
+        "--before",
+        default="",
+        help="comma-separated git refs: also run the service as the template there bakes it",
+    )
     parser.add_argument("--quick", action="store_true", help="3 s runs, one round")
     parser.add_argument(
         "--no-profile", action="store_true", help="skip the py-spy profile of the generated service"
@@ -751,6 +814,10 @@ def main() -> int:
     variants = [v for v in VARIANTS if v.name in names]
     if unknown := set(names) - {v.name for v in VARIANTS}:
         parser.error(f"unknown variant {', '.join(sorted(unknown))}; choose from {VARIANTS_LIST}")
+    refs = [ref for ref in args.before.split(",") if ref]
+    # Interleaved with the rest, right after the service itself.
+    variants[1:1] = [before_variant(ref) for ref in refs]
+    args.before = refs
     for ceiling in CEILINGS:
         if ceiling not in names:
             print(f"note: without the {ceiling} variant there is no ratio to it", file=sys.stderr)
@@ -766,6 +833,12 @@ def main() -> int:
         project = bake_into(workdir)
         env = environment_without_virtualenv()
         subprocess.run(["uv", "sync", "--quiet", "--no-dev"], cwd=project, env=env, check=True)
+        projects = {variant.name: project for variant in variants}
+        for ref in refs:
+            print(f"generating the default project as of {ref} ...", flush=True)
+            at = bake_at(ref, workdir)
+            subprocess.run(["uv", "sync", "--quiet", "--no-dev"], cwd=at, env=env, check=True)
+            projects[before_variant(ref).name] = at
         # Only the comparison apps run on uvloop; the service itself does not need it.
         subprocess.run(
             ["uv", "pip", "install", "--quiet", "--python", ".venv/bin/python", "uvloop"],
@@ -796,7 +869,7 @@ def main() -> int:
         )
 
         for variant in variants:
-            report.statements[variant.name] = count_statements(variant, project, dsn)
+            report.statements[variant.name] = count_statements(variant, projects[variant.name], dsn)
         for method in args.methods.split(","):
             for connections in (int(c) for c in args.connections.split(",")):
                 for round_number in range(args.rounds):
@@ -804,7 +877,7 @@ def main() -> int:
                     for variant in variants[shift:] + variants[:shift]:
                         result = measure(
                             variant,
-                            project,
+                            projects[variant.name],
                             dsn,
                             database,
                             method,
@@ -842,6 +915,7 @@ def main() -> int:
     report.targets = check_targets(rows, report)
     print()
     print_table(rows, report)
+    print_comparison(rows)
     print_budget(budget, report)
     print_targets(report.targets)
     output = args.output or ROOT / "bench" / "results" / f"{started:%Y%m%dT%H%M%S}.json"

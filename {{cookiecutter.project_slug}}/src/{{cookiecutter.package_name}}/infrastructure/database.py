@@ -39,6 +39,7 @@ from {{ cookiecutter.package_name }}.infrastructure.dev_database import (
 from {{ cookiecutter.package_name }}.infrastructure.liveness import guard_checkouts
 from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
 from {{ cookiecutter.package_name }}.infrastructure.profiles import Pooler, Profile
+from {{ cookiecutter.package_name }}.infrastructure.sessions import end_session
 
 logger = logging.getLogger(__name__)
 
@@ -287,10 +288,16 @@ DatabaseDep = Annotated[Database, Depends(get_database)]
 async def get_db(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
     """Give the request its own session, committed before the response is sent."""
     with PoolPlace(database) as place:
-        async with session_scope(database) as session:
+        session = database.sessionmaker()
+        try:
+            # Checks out the connection and begins the transaction in one step.
             await session.connection()
             place.taken()
             yield session
+        except BaseException:
+            await end_session(session, commit=False)
+            raise
+        await end_session(session, commit=True)
 
 
 async def get_read_db(database: DatabaseDep) -> AsyncIterator[AsyncSession]:
