@@ -148,8 +148,12 @@ def test_a_teams_project_takes_a_release_that_touches_every_registration_point(
     run(["uv", "sync", "--quiet"], cwd=project, env=env)
     run(["make", "lint"], cwd=project, env=env)
     run(["uv", "run", "--no-sync", "mypy"], cwd=project, env=env)
+    # The floods and real servers (slow) prove the template's machinery, which a team's edits
+    # leave alone; the full suite runs in test_generation.py for every offered Python.
     tests = run(
-        ["uv", "run", "--no-sync", "pytest", "-v", "-p", "no:cacheprovider"], cwd=project, env=env
+        ["uv", "run", "--no-sync", "pytest", "-v", "-m", "not slow", "-p", "no:cacheprovider"],
+        cwd=project,
+        env=env,
     )
     summary = tests.stdout.strip().splitlines()[-1]
     assert re.search(r"\d+ passed", summary) and "failed" not in summary, summary
