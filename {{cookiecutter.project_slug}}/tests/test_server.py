@@ -21,6 +21,9 @@ from sqlalchemy.pool import NullPool
 
 from tests.conftest import PROJECT_ROOT, connection_count
 
+# Real server processes and floods of requests: `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
+
 POOL_TIMEOUT = 1.0
 POOL_SIZE = 5
 CONCURRENT_REQUESTS = 1000
