@@ -609,6 +609,7 @@ def test_workflow_and_people_run_the_same_makefile_targets(
         "uv run ruff check",
         "uv run ruff format --check",
         "uv run lint-imports --no-logo",
+        "uv run scripts/lint_migrations.py",
     ]
     assert targets["typecheck"] == ["uv run mypy"]
     assert targets["test"] == ["uv run pytest $(PYTEST_ARGS)"]

@@ -17,6 +17,8 @@ import pytest
 from tests.baking import Bake
 from tests.services import ADMIN_DSN, install, migrate, serving, throwaway_database
 
+pytestmark = pytest.mark.slow
+
 PING_AFTER_IDLE_SECONDS = 1.0  # as in the generated infrastructure/database.py
 
 

@@ -266,6 +266,7 @@ def test_the_skip_convention_is_read_from_the_line_above_the_fence(tmp_path: Pat
     ]
 
 
+@pytest.mark.slow
 def test_every_python_snippet_type_checks(project: Path, tmp_path: Path) -> None:
     checked = [snippet for snippet in python_snippets(project) if snippet.not_checked is None]
     assert checked, "the docs have no Python snippet to check: is the fence parser broken?"
@@ -286,6 +287,7 @@ def test_every_python_snippet_type_checks(project: Path, tmp_path: Path) -> None
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
 
 
+@pytest.mark.slow
 def test_every_script_snippet_runs_against_postgresql(
     project: Path, clean_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -321,6 +323,7 @@ def new_migrations(project: Path) -> Iterator[None]:
             path.unlink()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("new_migrations")
 def test_the_quick_start_and_migration_steps_run_as_typed(
     project: Path, clean_env: dict[str, str]
@@ -360,6 +363,7 @@ def test_the_quick_start_and_migration_steps_run_as_typed(
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.mark.slow
 def test_a_domain_registered_like_the_first_passes_lint(project: Path) -> None:
     package = project / "src" / project.name.replace("-", "_")
     domains = package / "domains.py"

@@ -13,7 +13,11 @@ import textwrap
 import uuid
 from pathlib import Path
 
+import pytest
+
 from tests.baking import bake_into, environment_without_virtualenv, run
+
+pytestmark = pytest.mark.slow
 
 FIXTURES = Path(__file__).parent / "fixtures" / "first_domain"
 PACKAGE = "orders_service"  # the default project's; the fixtures import from it

@@ -18,6 +18,8 @@ import pytest
 
 from tests.baking import bake_into, environment_without_virtualenv, install_on_pinned_python, run
 
+pytestmark = pytest.mark.slow
+
 # Nothing listens on the discard port: the configured server is unreachable.
 UNREACHABLE = "postgresql+asyncpg://postgres@127.0.0.1:9/postgres"
 CLUSTER_PREFIX = "throwaway-postgres-"

@@ -98,6 +98,7 @@ def test_ruff_is_clean(baked: Path) -> None:
     run([tool("ruff"), "format", "--check", "--no-cache", "."], cwd=baked)
 
 
+@pytest.mark.slow
 def test_the_project_installs(baked: Path) -> None:
     install_on_pinned_python(baked, "--no-dev")
     run([str(baked / ".venv" / "bin" / "python"), "-c", "import " + package_of(baked)], cwd=baked)
@@ -319,6 +320,7 @@ def test_bad_answers_are_refused_in_one_line(
     assert leftovers == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", RUN_GENERATED_TESTS)
 def test_generated_tests_pass_against_postgresql(tmp_path: Path, name: str) -> None:
     project = bake_into(tmp_path, **SUPPORTED[name])
@@ -334,6 +336,7 @@ def test_generated_tests_pass_against_postgresql(tmp_path: Path, name: str) -> N
     assert "skipped" not in summary, "the generated tests must never skip silently"
 
 
+@pytest.mark.slow
 def test_generated_tests_stop_in_one_line_without_postgresql(tmp_path: Path) -> None:
     project = bake_into(tmp_path)
     # No server answers, and the server programs are hidden: no throwaway cluster either.

@@ -21,6 +21,8 @@ from tests.services import (
     wait_for_port,
 )
 
+pytestmark = pytest.mark.slow
+
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
 

@@ -13,6 +13,8 @@ import yaml
 from tests.baking import TEMPLATE_DIR, bake_into, environment_without_virtualenv, run, tool
 from tests.makefile import make_targets
 
+pytestmark = pytest.mark.slow
+
 PRE_COMMIT_CONFIG = Path(".pre-commit-config.yaml")
 RUFF_HOOKS = "https://github.com/astral-sh/ruff-pre-commit"
 
@@ -69,6 +71,62 @@ def test_make_lint_fails_on_badly_formatted_code(project: Path) -> None:
         module.unlink()
     assert result.returncode != 0
     assert "badly_formatted.py" in result.stdout + result.stderr
+
+
+# A revision that builds an index on a table in use, blocking its writes for the build.
+BLOCKING_REVISION = """\
+from alembic import op
+
+revision = "lintprobe"
+down_revision = "{head}"
+
+
+def upgrade() -> None:
+{reviewed}    op.execute("CREATE INDEX ix_lint_probe ON lint_probe (id)")
+
+
+def downgrade() -> None:
+    pass
+"""
+REVIEWED = """\
+    from {package}.infrastructure.online_migrations import squawk_ignore
+
+    squawk_ignore("require-concurrent-index-creation", reason="the table is empty")
+"""
+
+
+def make_lint(project: Path) -> subprocess.CompletedProcess[str]:
+    """Run `make lint` in `project` without a database, as on a laptop or in CI's lint step."""
+    environment = {
+        name: value
+        for name, value in environment_without_virtualenv().items()
+        if not name.startswith(("DATABASE_", "DATABASES__"))
+    }
+    return subprocess.run(
+        ["make", "lint"], cwd=project, env=environment, capture_output=True, text=True, check=False
+    )
+
+
+def test_make_lint_checks_the_migrations_sql_and_lets_a_reviewed_exception_pass(
+    project: Path,
+) -> None:
+    heads = run([str(project / ".venv" / "bin" / "alembic"), "heads"], cwd=project).stdout
+    head = heads.split()[0]
+    package = next((project / "src").iterdir()).name
+    revision = project / "migrations" / "versions" / "2999_01_01_0000-lintprobe_index.py"
+    try:
+        revision.write_text(BLOCKING_REVISION.format(head=head, reviewed=""))
+        flagged = make_lint(project)
+        revision.write_text(
+            BLOCKING_REVISION.format(head=head, reviewed=REVIEWED.format(package=package))
+        )
+        reviewed = make_lint(project)
+    finally:
+        revision.unlink()
+    assert flagged.returncode != 0
+    assert "require-concurrent-index-creation" in flagged.stdout + flagged.stderr
+    assert "lintprobe_index" in flagged.stdout + flagged.stderr
+    assert reviewed.returncode == 0, reviewed.stdout + reviewed.stderr
 
 
 def test_pre_commit_runs_ruff_and_mypy(pre_commit_config: dict[str, Any], project: Path) -> None:

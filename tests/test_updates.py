@@ -20,6 +20,8 @@ import pytest
 
 from tests.baking import TEMPLATE_DIR, Bake, environment_without_virtualenv, run, tool
 
+pytestmark = pytest.mark.slow
+
 CRUFT = tool("cruft")
 # What the working tree holds besides the template itself.
 NOT_TEMPLATE = shutil.ignore_patterns(

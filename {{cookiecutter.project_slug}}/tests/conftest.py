@@ -49,6 +49,7 @@ REQUEST_VARIABLES = (
     "MAX_REQUEST_BODY_BYTES",
     "OTEL_",
     "SENTRY_",
+    "MIGRATION_",
 )
 
 
@@ -73,9 +74,9 @@ CONFIGURED_LOGGERS = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _logging_restored() -> Iterator[None]:
-    """Put the loggers back as they were, so no test writes through another test's handler."""
+@contextmanager
+def logging_restored() -> Iterator[None]:
+    """Put the loggers configure_logging changes back as they were when the block ends."""
     loggers = [logging.getLogger(name or None) for name in CONFIGURED_LOGGERS]
     saved = [(list(logger.handlers), logger.level, logger.propagate) for logger in loggers]
     yield
@@ -83,6 +84,13 @@ def _logging_restored() -> Iterator[None]:
         logger.handlers[:] = handlers
         logger.setLevel(level)
         logger.propagate = propagate
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """Put the loggers back as they were, so no test writes through another test's handler."""
+    with logging_restored():
+        yield
 
 
 def admin_url() -> URL:

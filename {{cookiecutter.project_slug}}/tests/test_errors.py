@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
+from pydantic import BaseModel
 from sqlalchemy import (
     CheckConstraint,
     Column,
@@ -28,7 +29,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from {{ cookiecutter.package_name }}.errors import violation_of
-from {{ cookiecutter.package_name }}.infrastructure.config import Settings
+from {{ cookiecutter.package_name }}.infrastructure.config import Settings, load_settings
 from {{ cookiecutter.package_name }}.infrastructure.database import ConnectionDep, SessionDep
 from {{ cookiecutter.package_name }}.main import create_app
 from tests.conftest import in_process_client
@@ -314,3 +315,55 @@ def test_sqlite_violations_are_told_apart_by_their_message(
 ) -> None:
     violation = violation_of(sqlite_violation(statement))
     assert (violation.sqlstate, violation.still_referenced) == (sqlstate, still_referenced)
+
+
+class Note(BaseModel):
+    """A body for the routes below."""
+
+    text: str
+
+
+@pytest.fixture
+def routed_app() -> FastAPI:
+    """The app, not started, with two routes on one path, as a team's router may add them."""
+    app = create_app(load_settings(_env_file=None))
+
+    async def read() -> dict[str, str]:
+        """Read."""
+        return {}
+
+    async def write(note: Note) -> dict[str, str]:
+        """Write."""
+        return {"text": note.text}
+
+    app.add_api_route("/test/notes", read, methods=["GET"])
+    app.add_api_route("/test/notes", write, methods=["PUT"])
+    return app
+
+
+@pytest.mark.parametrize("method", ["DELETE", "OPTIONS", "POST"])
+async def test_a_405_names_every_method_of_its_path(routed_app: FastAPI, method: str) -> None:
+    async with in_process_client(routed_app) as client:
+        response = await client.request(method, "/test/notes")
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, PUT"
+
+
+async def test_a_body_that_cannot_be_decoded_is_the_documented_422(routed_app: FastAPI) -> None:
+    async with in_process_client(routed_app) as client:
+        response = await client.put(
+            "/test/notes", content=b'{"text": "\xff"}', headers={"Content-Type": "application/json"}
+        )
+        other_errors = await client.get("/test/none")
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": [
+            {
+                "loc": ["body"],
+                "msg": "The body could not be decoded as its content type",
+                "type": "body_not_parsed",
+            }
+        ]
+    }
+    # Other HTTP errors keep FastAPI's answer.
+    assert (other_errors.status_code, other_errors.json()) == (404, {"detail": "Not Found"})

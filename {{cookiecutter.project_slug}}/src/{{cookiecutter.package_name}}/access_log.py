@@ -81,9 +81,11 @@ def document_request_id(openapi: dict[str, Any]) -> None:
         "name": "X-Request-ID",
         "in": "header",
         "required": False,
-        "description": "Your id for this request, kept if it matches the pattern; "
-        "otherwise the service makes one up.",
-        "schema": {"type": "string", "pattern": f"^{VALID_REQUEST_ID.pattern.decode()}$"},
+        # Any value is accepted (an unsafe one is replaced, not refused), so the
+        # schema states no constraint; the description says which are kept.
+        "description": "Your id for this request, kept if it is 1 to 128 letters, digits "
+        "or `._:+/=-`; any other value is replaced by a new id.",
+        "schema": {"type": "string"},
     }
     header = {
         "description": "The id of this request, on every log line written for it.",

@@ -7,11 +7,15 @@ from typing import Any, Final
 
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.routing import Match
 
 from {{ cookiecutter.package_name }}.infrastructure.capacity import PoolExhaustedError, pool_figures
 from {{ cookiecutter.package_name }}.infrastructure.config import PRIMARY
@@ -27,6 +31,9 @@ from {{ cookiecutter.package_name }}.responses import (
 )
 
 logger = logging.getLogger(__name__)
+
+# What FastAPI says when a body cannot be decoded at all (not UTF-8 JSON, say).
+_BODY_NOT_PARSED: Final = "There was an error parsing the body"
 
 # PostgreSQL error codes that mean "too slow", not "broken".
 _CANCELLED_FOR_TIME: Final = frozenset({"57014", "25P03"})  # statement / idle-in-transaction
@@ -221,6 +228,32 @@ async def invalid_request(_request: Request, error: Exception) -> JSONResponse:
     )
 
 
+async def http_error(request: Request, error: Exception) -> Response:
+    """FastAPI's answer to an HTTPException, with the two it gets wrong made exact.
+
+    Starlette answers a 405 from the first route whose path matches, so its
+    Allow header names that route's methods only; and an undecodable body is a
+    400 no route documents, where an invalid one is the documented 422.
+    """
+    if not isinstance(error, HTTPException):
+        return await unexpected_error(request, error)
+    if error.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        error.headers = {**(error.headers or {}), "Allow": ", ".join(allowed_methods(request))}
+    elif error.status_code == status.HTTP_400_BAD_REQUEST and error.detail == _BODY_NOT_PARSED:
+        return unstorable("body_not_parsed", "The body could not be decoded as its content type")
+    return await http_exception_handler(request, error)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers for the request's path."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route_methods
+    return sorted(methods)
+
+
 async def unexpected_error(_request: Request, _error: Exception) -> JSONResponse:
     """Answer a bug with a JSON 500; the server still logs its traceback once."""
     return internal_error_response()
@@ -229,6 +262,7 @@ async def unexpected_error(_request: Request, _error: Exception) -> JSONResponse
 def register_error_handlers(app: FastAPI) -> None:
     """Install the handlers above on `app`."""
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(PoolTimeoutError, pool_exhausted)
     app.add_exception_handler(IntegrityError, constraint_violated)
     app.add_exception_handler(DBAPIError, database_error)

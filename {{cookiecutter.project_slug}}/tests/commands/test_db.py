@@ -300,6 +300,11 @@ def test_an_unreachable_database_exits_1_in_one_line(
         (["status"], {"DATABASE_POOL_SIZE": "0"}, "error: DATABASE_POOL_SIZE='0': "),
         (["wait", "--retries", "x"], {}, "error: DATABASE_CONNECT_RETRIES='x': "),
         (["check"], {"ALEMBIC_CONFIG": "missing.ini"}, "error: ALEMBIC_CONFIG='missing.ini': "),
+        (
+            ["upgrade"],
+            {"MIGRATION_LOCK_TIMEOUT_MS": "soon"},
+            "error: MIGRATION_LOCK_TIMEOUT_MS='soon': ",
+        ),
     ],
 )
 def test_a_command_that_cannot_run_as_configured_exits_2_in_one_line(

@@ -162,7 +162,7 @@ async def test_hundreds_of_mixed_requests_return_every_connection(
         match n % 5:
             case 0:
                 response = await committing_client.post(
-                    "/probes", json={"name": f"n{n}", "price": 1}
+                    "/probes", json={"name": f"n{n}", "price": "1"}
                 )
             case 1:
                 response = await committing_client.get(f"/probes/{2_000_000_000 - n}")

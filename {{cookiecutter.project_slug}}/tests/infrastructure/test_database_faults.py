@@ -15,13 +15,13 @@ from sqlalchemy.pool import NullPool, QueuePool
 
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings
 from {{ cookiecutter.package_name }}.infrastructure.database import (
-    PING_AFTER_IDLE_SECONDS,
     Database,
     SessionDep,
     close_db,
     init_db,
     session_scope,
 )
+from {{ cookiecutter.package_name }}.infrastructure.liveness import PING_AFTER_IDLE_SECONDS
 from tests.conftest import admin_url, connection_count, in_process_client
 from tests.probe import create_probe_app
 from tests.proxy import TcpProxy
@@ -72,8 +72,8 @@ async def test_requests_get_fresh_connections_after_the_server_killed_the_pooled
 
         assert await terminate_backends(application_name) == pooled
         assert await connection_count(application_name, expected=0) == 0
-        # Connections idle for longer than this are pinged before use; the
-        # ones used more recently are trusted (see database.py).
+        # Idle for long enough to be pinged too (see liveness.py; test_liveness.py
+        # kills connections used a moment ago).
         await asyncio.sleep(PING_AFTER_IDLE_SECONDS)
 
         created = await client.post("/probes", json={"name": "After the kill", "price": "1"})
@@ -84,8 +84,7 @@ async def test_requests_get_fresh_connections_after_the_server_killed_the_pooled
         assert [read.status_code for read in reads] == [200] * pooled
         after = (await client.get("/health/pool")).json()
         await client.delete(f"/probes/{created.json()['id']}")
-    # One disconnect found by the pre-ping invalidates the whole pool at once;
-    # every dead connection is then replaced by a new one.
+    # Every dead connection was found at checkout and replaced by a new one.
     assert after["invalidations"] > before["invalidations"]
     assert after["connects"] >= before["connects"] + pooled
     assert after["checked_out"] == 0

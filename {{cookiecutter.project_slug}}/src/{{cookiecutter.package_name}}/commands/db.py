@@ -29,6 +29,10 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
     failure_reason,
 )
 from {{ cookiecutter.package_name }}.infrastructure.extra_databases import wait_for_databases
+from {{ cookiecutter.package_name }}.infrastructure.migration_settings import (
+    MigrationSettingsError,
+    load_migration_settings,
+)
 from {{ cookiecutter.package_name }}.infrastructure.migrations import (
     MigrationConfigError,
     alembic_config,
@@ -96,6 +100,8 @@ def run_db_command(args: argparse.Namespace) -> int:
     }
     try:
         settings = load_settings(**overrides)
+        # Refused here, with the other settings, rather than half-way into a migration.
+        load_migration_settings()
         configure_logging(settings.logs)
         if settings.uses_dev_sqlite:
             return _fail(
@@ -104,7 +110,7 @@ def run_db_command(args: argparse.Namespace) -> int:
                 code=2,
             )
         return handler(args, settings)
-    except SettingsError as error:
+    except (SettingsError, MigrationSettingsError) as error:
         return _fail(*str(error).splitlines(), code=2)
     except MigrationConfigError as error:
         return _fail(str(error), code=2)

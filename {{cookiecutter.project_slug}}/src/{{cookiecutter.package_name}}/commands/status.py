@@ -20,6 +20,7 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
     DatabaseUnavailableError,
     connect_once,
 )
+from {{ cookiecutter.package_name }}.infrastructure.liveness import PING_AFTER_IDLE_SECONDS
 from {{ cookiecutter.package_name }}.infrastructure.migrations import (
     MigrationConfigError,
     alembic_config,
@@ -146,7 +147,7 @@ def _status_lines(
         "profile": (
             f"{settings.profile}: pool_size {pool.pool_size}, max_overflow "
             f"{pool.max_overflow}, pool_timeout {pool.pool_timeout:g} s, pool_recycle "
-            f"{pool.pool_recycle} s, pre-ping {'on' if pool.pool_pre_ping else 'off'}"
+            f"{pool.pool_recycle} s, pre-ping {_pre_ping(pool.pool_pre_ping)}"
         ),
         "timeouts": (
             f"statement {pool.statement_timeout_ms} ms, idle in transaction "
@@ -165,3 +166,7 @@ def _status_lines(
     }
     width = max(len(name) for name in fields) + 2
     return [f"{name:<{width}}{value}" for name, value in fields.items()]
+
+
+def _pre_ping(enabled: bool) -> str:
+    return f"after {PING_AFTER_IDLE_SECONDS:g} s idle" if enabled else "off"

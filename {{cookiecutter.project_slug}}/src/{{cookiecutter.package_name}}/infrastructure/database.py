@@ -6,7 +6,6 @@ application starts, and `close_db` disposes of it when the application stops.
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -15,7 +14,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -37,13 +36,11 @@ from {{ cookiecutter.package_name }}.infrastructure.dev_database import (
     build_dev_schema,
     hint_if_behind_migrations,
 )
+from {{ cookiecutter.package_name }}.infrastructure.liveness import guard_checkouts
 from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
 from {{ cookiecutter.package_name }}.infrastructure.profiles import Pooler, Profile
 
 logger = logging.getLogger(__name__)
-
-# A connection idle for longer than this is pinged before a request uses it.
-PING_AFTER_IDLE_SECONDS: Final = 1.0
 
 # The driver gives up on a statement this long after the server should have
 # cancelled it, so a hung connection cannot hold a request forever.
@@ -106,35 +103,16 @@ def create_engine(settings: DatabaseConfig) -> AsyncEngine:
         pool_timeout=pool.pool_timeout,
         pool_recycle=pool.pool_recycle,
         # Most recently used first: the connections kept busy stay warm, and
-        # the pre-ping below rarely has anything to check.
+        # the checkout guard rarely has one to ping.
         pool_use_lifo=True,
         echo=pool.echo,
         connect_args=connect_args(settings),
         isolation_level=_default_isolation(settings),
     )
-    if pool.pool_pre_ping:
-        _ping_idle_connections(engine)
+    guard_checkouts(engine, ping_idle=pool.pool_pre_ping)
     if settings.uses_dev_sqlite:
         behave_like_postgresql(engine)
     return engine
-
-
-def _ping_idle_connections(engine: AsyncEngine) -> None:
-    # pool_pre_ping costs a round trip per checkout; a connection back less than
-    # PING_AFTER_IDLE_SECONDS ago is all but certainly alive, so it goes unpinged.
-    def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        if time.monotonic() - record.info.get("returned_at", 0.0) > PING_AFTER_IDLE_SECONDS:
-            try:
-                engine.dialect.do_ping(dbapi_connection)
-            except Exception as error:
-                # The pool discards this connection and draws another.
-                raise DisconnectionError(str(error)) from error
-
-    def on_checkin(_dbapi_connection: Any, record: Any) -> None:
-        record.info["returned_at"] = time.monotonic()
-
-    event.listen(engine.sync_engine, "checkout", on_checkout)
-    event.listen(engine.sync_engine, "checkin", on_checkin)
 
 
 def _server_settings(settings: DatabaseConfig) -> dict[str, str]:

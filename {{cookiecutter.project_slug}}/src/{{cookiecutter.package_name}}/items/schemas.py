@@ -5,7 +5,6 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -13,6 +12,7 @@ from pydantic import (
     field_validator,
 )
 
+from {{ cookiecutter.package_name }}.fields import DecimalString
 from {{ cookiecutter.package_name }}.items.models import (
     COMMENT_MAX_LENGTH,
     DESCRIPTION_MAX_LENGTH,
@@ -34,15 +34,9 @@ Name = Annotated[
     ),
 ]
 Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH, pattern=_NO_NUL)]
-_CENT = Decimal(1).scaleb(-PRICE_DECIMAL_PLACES)
-
-# Quantised on the way in, so a new item's response shows the price as stored;
-# copy_abs turns -0 (which passes ge=0) into the 0 that PostgreSQL stores.
-Price = Annotated[
-    Decimal,
-    Field(ge=0, max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMAL_PLACES),
-    AfterValidator(lambda price: price.quantize(_CENT).copy_abs()),
-]
+# A string such as "9.50", quantised as stored, so a new item's response shows
+# the price as the database keeps it; its schema admits exactly what is accepted.
+Price = Annotated[Decimal, DecimalString(digits=PRICE_DIGITS, places=PRICE_DECIMAL_PLACES)]
 
 
 class ItemCreate(BaseModel):
