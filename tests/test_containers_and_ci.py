@@ -589,7 +589,7 @@ def test_workflow_runs_the_gates_in_order(workflow: dict[Any, Any]) -> None:
         "make typecheck",
         "make migrate",
         "make check-migrations",
-        "make test",
+        "make coverage",
     ]
 
 
@@ -613,6 +613,15 @@ def test_workflow_and_people_run_the_same_makefile_targets(
     ]
     assert targets["typecheck"] == ["uv run mypy"]
     assert targets["test"] == ["uv run pytest $(PYTEST_ARGS)"]
+    assert targets["test-fast"] == ['uv run pytest -m "not slow" $(PYTEST_ARGS)']
+    assert targets["test-parallel"] == ["uv run pytest -n auto $(PYTEST_ARGS)"]
+    # The whole suite, so that the threshold compares like with like; the
+    # threshold itself lives only in pyproject.toml.
+    (coverage,) = targets["coverage"]
+    assert coverage.startswith("uv run pytest --cov") and "$(" not in coverage
+    assert "fail-under" not in coverage
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert pyproject["tool"]["coverage"]["report"]["fail_under"] > 0
     assert targets["migrate"] == [f"uv run {command} db upgrade"]
     assert targets["check-migrations"] == [f"uv run {command} db check"]
     assert targets["serve"] == [f"uv run {command} serve"]
@@ -656,7 +665,7 @@ def test_migrations_and_tests_use_the_postgres_service(workflow: dict[Any, Any])
         assert by_command[command]["env"]["DATABASE_URL"] == (
             f"postgresql+asyncpg://postgres:{password}@127.0.0.1:5432/{database}"
         )
-    assert by_command["make test"]["env"]["TEST_DATABASE_URL"] == (
+    assert by_command["make coverage"]["env"]["TEST_DATABASE_URL"] == (
         f"postgresql+asyncpg://postgres:{password}@127.0.0.1:5432/postgres"
     )
 

@@ -100,6 +100,7 @@ async def test_an_exhausted_pool_answers_503_with_retry_after(
     assert [(await task).status_code for task in slow] == [200] * 5
 
 
+@pytest.mark.slow
 async def test_a_thousand_concurrent_requests_all_get_an_answer(
     small_client: AsyncClient,
 ) -> None:

@@ -7,11 +7,15 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from tests import test_server
+
+# A real two-worker server: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
 
 # The fixture, under its own name, for the tests below.
 start_server = test_server.start_server

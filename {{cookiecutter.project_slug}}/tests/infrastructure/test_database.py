@@ -153,6 +153,7 @@ async def test_a_failing_request_leaves_nothing_behind(
     assert await committed_probe_count(database_url) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("failing_routes")
 async def test_hundreds_of_mixed_requests_return_every_connection(
     app: FastAPI, committing_client: AsyncClient, database_url: str

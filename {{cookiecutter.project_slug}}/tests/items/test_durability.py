@@ -123,6 +123,7 @@ async def committed_names(database_url: str) -> list[str]:
         await engine.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("durability_routes")
 async def test_a_concurrent_mix_of_outcomes_loses_nothing_and_half_writes_nothing(
     app: FastAPI,
