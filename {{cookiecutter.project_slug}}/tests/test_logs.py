@@ -13,7 +13,13 @@ from {{ cookiecutter.package_name }}.infrastructure.config import (
     load_settings,
 )
 from {{ cookiecutter.package_name }}.infrastructure.database import Database
-from {{ cookiecutter.package_name }}.logs import LogFormat, LogLevel, configure_logging
+from {{ cookiecutter.package_name }}.infrastructure.settings_errors import SettingsError
+from {{ cookiecutter.package_name }}.logs import (
+    LogFormat,
+    LogLevel,
+    configure_logging,
+    current_request_id,
+)
 from tests.conftest import in_process_client
 from tests.probe import create_probe_app
 
@@ -163,3 +169,39 @@ async def test_sql_echo_shows_the_statements_sent_and_nothing_that_reads_like_a_
     # the real transaction's BEGIN and COMMIT; no notes about the DBAPI.
     sql = [message.split()[0] for message in echoed if not message.startswith("[")]
     assert sql == ["SELECT", "BEGIN", "SELECT", "COMMIT"], echoed
+
+
+def test_the_console_line_takes_the_format_the_team_sets(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    custom = settings.model_copy(update={"log_console_format": "{level} {request_id} | {message}"})
+    configure_logging(custom.logs)
+    logger = logging.getLogger("{{ cookiecutter.package_name }}.test")
+    token = current_request_id.set("fmt-1")
+    try:
+        logger.warning("inside a request")
+    finally:
+        current_request_id.reset(token)
+    logger.warning("outside one")
+    assert capsys.readouterr().err.splitlines() == [
+        "WARNING fmt-1 | inside a request",
+        "WARNING - | outside one",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line_format", "problem"),
+    [
+        ("{lvl} {message}", "unknown field(s) 'lvl'"),
+        ("{message", "not a format string"),
+        ("{level:zz}", "not a format string"),
+    ],
+)
+def test_a_console_format_the_logs_cannot_use_is_refused_in_one_line(
+    line_format: str, problem: str
+) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings(_env_file=None, log_console_format=line_format)
+    (line,) = str(refused.value).splitlines()
+    assert line.startswith(f"LOG_CONSOLE_FORMAT={line_format!r}: ")
+    assert problem in line

@@ -3,6 +3,7 @@
 import functools
 import json
 import logging
+import string
 import sys
 import time
 from collections.abc import Mapping
@@ -54,6 +55,27 @@ class LogSettings:
 
     format: LogFormat
     level: LogLevel
+    # LOG_CONSOLE_FORMAT: the console line as the team wants it; None keeps the default.
+    console_format: str | None = None
+
+
+# The fields a LOG_CONSOLE_FORMAT may name, as in "{time} {level} {request_id} {logger}: {message}".
+CONSOLE_FIELDS: Final = ("time", "level", "request_id", "logger", "message")
+
+
+def console_format(value: str) -> str:
+    """Accept a console line format in str.format syntax that names only CONSOLE_FIELDS."""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        unknown = sorted(names - set(CONSOLE_FIELDS))
+        if not unknown:
+            value.format_map(dict.fromkeys(CONSOLE_FIELDS, ""))
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"not a format string ({error})") from None
+    if unknown:
+        fields = ", ".join("{" + name + "}" for name in CONSOLE_FIELDS)
+        raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))}; use {fields}")
+    return value
 
 
 # By DATABASE_PROFILE: readable lines for a person at a terminal in dev; one
@@ -153,9 +175,22 @@ class JsonFormatter(logging.Formatter):
 class ConsoleFormatter(logging.Formatter):
     """Write each record as one line for a person: level, request id, logger, message."""
 
+    def __init__(self, line_format: str | None = None) -> None:
+        super().__init__()
+        self.line_format = line_format
+
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
         """Return the line without the traceback, which `format` appends."""
         request_id = getattr(record, "request_id", None)
+        if self.line_format is not None:
+            fields = {
+                "time": _utc_timestamp(record.created),
+                "level": record.levelname,
+                "request_id": request_id or "-",
+                "logger": record.name,
+                "message": record.message,
+            }
+            return self.line_format.format_map(fields)
         tag = f"[{request_id}] " if request_id is not None else ""
         return f"{record.levelname + ':':<9} {tag}{record.name}: {record.message}"
 
@@ -165,7 +200,9 @@ def configure_logging(logs: LogSettings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(HANDLER_NAME)
     handler.addFilter(RequestIdFilter())
-    formatter = JsonFormatter() if logs.format is LogFormat.JSON else ConsoleFormatter()
+    formatter: logging.Formatter = (
+        JsonFormatter() if logs.format is LogFormat.JSON else ConsoleFormatter(logs.console_format)
+    )
     handler.setFormatter(formatter)
     root = logging.getLogger()
     # Replaced, not added again: create_app runs once per worker, and again in

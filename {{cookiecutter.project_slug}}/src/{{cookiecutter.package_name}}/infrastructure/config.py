@@ -17,6 +17,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from {{ cookiecutter.package_name }} import logs as log_settings
 from {{ cookiecutter.package_name }}.infrastructure.database_urls import (
     postgresql_url,
     server_of,
@@ -36,7 +37,6 @@ from {{ cookiecutter.package_name }}.infrastructure.profiles import (
     Profile,
 )
 from {{ cookiecutter.package_name }}.infrastructure.settings_errors import settings_error
-from {{ cookiecutter.package_name }}.logs import LOG_PROFILES, LogFormat, LogLevel, LogSettings
 from {{ cookiecutter.package_name }}.settings import ServiceSettings
 
 # How the service names itself to PostgreSQL (pg_stat_activity.application_name).
@@ -175,8 +175,9 @@ class Settings(ServiceSettings, BaseSettings):
     # Where unhandled errors are reported (error_tracking.py); unset or empty: nowhere.
     sentry_dsn: SecretStr | None = None
 {%- endif %}
-    log_format: LogFormat | None = None
-    log_level: LogLevel | None = None
+    log_format: log_settings.LogFormat | None = None
+    log_level: log_settings.LogLevel | None = None
+    log_console_format: Annotated[str, AfterValidator(log_settings.console_format)] | None = None
     databases: dict[Annotated[str, AfterValidator(_valid_database_name)], DatabaseSettings] = {}
 
     @field_validator("database_url")
@@ -270,11 +271,13 @@ class Settings(ServiceSettings, BaseSettings):
         return _pool(self.database_profile, values)
 
     @property
-    def logs(self) -> LogSettings:
+    def logs(self) -> log_settings.LogSettings:
         """The profile's log defaults with LOG_FORMAT and LOG_LEVEL applied."""
-        profile = LOG_PROFILES[self.database_profile]
-        return LogSettings(
-            format=self.log_format or profile.format, level=self.log_level or profile.level
+        profile = log_settings.LOG_PROFILES[self.database_profile]
+        return log_settings.LogSettings(
+            format=self.log_format or profile.format,
+            level=self.log_level or profile.level,
+            console_format=self.log_console_format,
         )
 
     @property
