@@ -13,9 +13,9 @@ from httpx import AsyncClient
 from {{ cookiecutter.package_name }}.infrastructure.config import Settings
 from {{ cookiecutter.package_name }}.infrastructure.database import Database
 from {{ cookiecutter.package_name }}.infrastructure.liveness import PING_AFTER_IDLE_SECONDS
-from {{ cookiecutter.package_name }}.main import create_app
 from tests.conftest import in_process_client
 from tests.infrastructure.test_database_faults import admin_scalar, terminate_backends
+from tests.probe import create_probe_app
 
 WORKERS = 8
 
@@ -23,7 +23,7 @@ WORKERS = 8
 @pytest.fixture
 async def app_without_ping(settings: Settings) -> AsyncIterator[FastAPI]:
     """The app with DATABASE_POOL_PRE_PING off: only the checks that cost no round trip."""
-    app = create_app(settings.model_copy(update={"database_pool_pre_ping": False}))
+    app = create_probe_app(settings.model_copy(update={"database_pool_pre_ping": False}))
     async with app.router.lifespan_context(app):
         yield app
 
@@ -32,9 +32,9 @@ async def app_without_ping(settings: Settings) -> AsyncIterator[FastAPI]:
 async def item_path(app_without_ping: FastAPI) -> AsyncIterator[str]:
     """The path of an item created for the test, and deleted after it."""
     async with in_process_client(app_without_ping) as client:
-        created = await client.post("/items", json={"name": "Liveness", "price": "1"})
+        created = await client.post("/probes", json={"name": "Liveness", "price": "1"})
         assert created.status_code == 201, created.text
-        path = f"/items/{created.json()['id']}"
+        path = f"/probes/{created.json()['id']}"
         yield path
         await client.delete(path)
 
@@ -138,13 +138,13 @@ async def test_a_connection_used_within_the_last_second_is_not_pinged(
     app: FastAPI, application_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with in_process_client(app) as client:
-        assert (await client.get("/items")).status_code == 200
+        assert (await client.get("/probes")).status_code == 200
         pings = count_pings(app, monkeypatch)
         for _ in range(20):
-            assert (await client.get("/items")).status_code == 200
+            assert (await client.get("/probes")).status_code == 200
         assert pings == []
         await asyncio.sleep(PING_AFTER_IDLE_SECONDS + 0.1)
-        assert (await client.get("/items")).status_code == 200
+        assert (await client.get("/probes")).status_code == 200
     assert len(pings) == 1
 
 

@@ -32,6 +32,17 @@ def squawk_ignore(*rules: str, reason: str) -> None:
         output.write(f"-- squawk-ignore {', '.join(rules)}\n")
 
 
+
+def squawk_ignore_revision(*rules: str, reason: str) -> None:
+    """Let every statement of this revision pass squawk's `rules`: a reviewed exception."""
+    if not rules or not reason.strip():
+        raise ValueError("squawk_ignore_revision needs the rules to ignore and the reason")
+    output = op.get_context().impl.output_buffer
+    if op.get_context().as_sql and output is not None:
+        # squawk reads one file per revision; this comment covers all of it.
+        output.write(f"-- squawk-ignore-file {', '.join(rules)}\n")
+
+
 def create_index_concurrently(
     index_name: str, table_name: str, columns: Sequence[str], *, unique: bool = False
 ) -> None:
