@@ -32,7 +32,6 @@ def squawk_ignore(*rules: str, reason: str) -> None:
         output.write(f"-- squawk-ignore {', '.join(rules)}\n")
 
 
-
 def squawk_ignore_revision(*rules: str, reason: str) -> None:
     """Let every statement of this revision pass squawk's `rules`: a reviewed exception."""
     if not rules or not reason.strip():
