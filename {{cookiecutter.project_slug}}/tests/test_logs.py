@@ -13,7 +13,6 @@ from {{ cookiecutter.package_name }}.infrastructure.config import (
     load_settings,
 )
 from {{ cookiecutter.package_name }}.infrastructure.database import Database
-from {{ cookiecutter.package_name }}.infrastructure.settings_errors import SettingsError
 from {{ cookiecutter.package_name }}.logs import (
     LogFormat,
     LogLevel,
@@ -187,21 +186,3 @@ def test_the_console_line_takes_the_format_the_team_sets(
         "WARNING fmt-1 | inside a request",
         "WARNING - | outside one",
     ]
-
-
-@pytest.mark.parametrize(
-    ("line_format", "problem"),
-    [
-        ("{lvl} {message}", "unknown field(s) 'lvl'"),
-        ("{message", "not a format string"),
-        ("{level:zz}", "not a format string"),
-    ],
-)
-def test_a_console_format_the_logs_cannot_use_is_refused_in_one_line(
-    line_format: str, problem: str
-) -> None:
-    with pytest.raises(SettingsError) as refused:
-        load_settings(_env_file=None, log_console_format=line_format)
-    (line,) = str(refused.value).splitlines()
-    assert line.startswith(f"LOG_CONSOLE_FORMAT={line_format!r}: ")
-    assert problem in line
