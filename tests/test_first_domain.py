@@ -68,20 +68,26 @@ def replace_line(path: Path, anchor: str, line: str) -> None:
     path.write_text("".join(text))
 
 
-def passes_the_gates_and_the_suite(project: Path, env: dict[str, str]) -> None:
-    """The project's own gates, as CI runs them, and the generated suite but its slow tier, green."""
+def passes_the_gates_and_the_suite(
+    project: Path, env: dict[str, str], verbosity: str = "-q"
+) -> str:
+    """The project's own gates, as CI runs them, and the generated suite but its slow tier, green.
+
+    Returns pytest's output, one line per test with verbosity="-v".
+    """
     run(["make", "lint"], cwd=project, env=env)
     run(["uv", "run", "--no-sync", "mypy"], cwd=project, env=env)
     # The floods and real servers (slow) prove the template's machinery, which a team's edits
     # leave alone; the full suite runs in test_generation.py for every offered Python.
     result = run(
-        ["uv", "run", "--no-sync", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider"],
+        ["uv", "run", "--no-sync", "pytest", verbosity, "-m", "not slow", "-p", "no:cacheprovider"],
         cwd=project,
         env=env,
     )
     summary = result.stdout.strip().splitlines()[-1]
     assert re.search(r"\d+ passed", summary) and "failed" not in summary, summary
     assert "skipped" not in summary, summary
+    return result.stdout
 
 
 def write_migration(project: Path, env: dict[str, str], commands: list[str]) -> str:

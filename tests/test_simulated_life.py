@@ -22,6 +22,7 @@ from tests.test_first_domain import (
     code_blocks,
     docs_section,
     insert_after,
+    passes_the_gates_and_the_suite,
     replace_line,
     write_migration,
 )
@@ -146,18 +147,7 @@ def test_a_teams_project_takes_a_release_that_touches_every_registration_point(
 
     # The merged project passes its gates; uv.lock is the team's, so sync locks the new dependency.
     run(["uv", "sync", "--quiet"], cwd=project, env=env)
-    run(["make", "lint"], cwd=project, env=env)
-    run(["uv", "run", "--no-sync", "mypy"], cwd=project, env=env)
-    # The floods and real servers (slow) prove the template's machinery, which a team's edits
-    # leave alone; the full suite runs in test_generation.py for every offered Python.
-    tests = run(
-        ["uv", "run", "--no-sync", "pytest", "-v", "-m", "not slow", "-p", "no:cacheprovider"],
-        cwd=project,
-        env=env,
-    )
-    summary = tests.stdout.strip().splitlines()[-1]
-    assert re.search(r"\d+ passed", summary) and "failed" not in summary, summary
-    assert "skipped" not in summary, summary
+    output = passes_the_gates_and_the_suite(project, env, verbosity="-v")
     # Among them the team's tests and the release's, on the release's fixture.
-    assert re.search(r"^tests/orders/\S+ PASSED", tests.stdout, re.MULTILINE), tests.stdout
-    assert "tests/test_health.py::test_about_names_the_environment PASSED" in tests.stdout
+    assert re.search(r"^tests/orders/\S+ PASSED", output, re.MULTILINE), output
+    assert "tests/test_health.py::test_about_names_the_environment PASSED" in output
