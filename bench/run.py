@@ -3,15 +3,16 @@
 One command, from the template's root (PostgreSQL at BENCH_DATABASE_URL, default the local
 server's postgres user):
 
-    uv run python -m bench.run            # 10 s runs, 3 interleaved rounds (about 35 minutes)
+    uv run python -m bench.run            # 10 s runs, 3 interleaved rounds (about 45 minutes)
     uv run python -m bench.run --quick    # 3 s runs, 1 round, to try it out
     uv run python -m bench.run --before main,HEAD~1   # A/B: also the service as baked there
 
 It generates the default project into a temporary directory, migrates and seeds a throwaway
 database, runs every variant in turn with the same load, prints a table of medians with the
 ratios of server CPU per request to both ceilings (raw asyncpg on Starlette, and FastAPI on a
-raw asyncpg pool), a per-layer CPU budget of the generated service from a py-spy profile, and
-issue 17's targets as met or not, and writes everything to bench/results/. A benchmark, not a
+raw asyncpg pool), what use_opentelemetry adds when no collector receives its spans, a
+per-layer CPU budget of the generated service from a py-spy profile, and issue 17's targets as
+met or not, and writes everything to bench/results/. A benchmark, not a
 test: nothing here passes or fails.
 """
 
@@ -59,6 +60,8 @@ class Variant:
     application_name: str
     command: Callable[[Path, int], list[str]]
     environment: Callable[[str], dict[str, str]]
+    # Cookiecutter answers of the project it runs, beyond the defaults.
+    answers: tuple[tuple[str, Any], ...] = ()
 
 
 def uvicorn_app(module: str) -> Callable[[Path, int], list[str]]:
@@ -108,6 +111,17 @@ def service_environment(application_name: str) -> Callable[[str], dict[str, str]
     return environment
 
 
+def unreachable_collector(
+    environment: Callable[[str], dict[str, str]],
+) -> Callable[[str], dict[str, str]]:
+    """`environment`, plus an OTLP endpoint where nothing listens: spans made, export failing."""
+
+    def with_endpoint(dsn: str) -> dict[str, str]:
+        return environment(dsn) | {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
+
+    return with_endpoint
+
+
 def before_variant(ref: str) -> Variant:
     """The generated service as the template at git `ref` bakes it, to compare with this one."""
     application_name = f"bench-at-{ref}"[:63]
@@ -143,6 +157,7 @@ def orm_url(dsn: str) -> dict[str, str]:
     return {"BENCH_URL": dsn.replace("postgresql://", "postgresql+asyncpg://", 1)}
 
 
+TRACED = (("use_opentelemetry", True),)
 VARIANTS = [
     Variant(
         "generated",
@@ -157,6 +172,22 @@ VARIANTS = [
         "bench-fast-path",
         fast_path_command,
         service_environment("bench-fast-path"),
+    ),
+    Variant(
+        "otel-off",
+        "generated with use_opentelemetry, no OTLP endpoint set",
+        "bench-otel-off",
+        generated_command,
+        service_environment("bench-otel-off"),
+        TRACED,
+    ),
+    Variant(
+        "otel-no-collector",
+        "generated with use_opentelemetry, OTLP endpoint where nothing listens",
+        "bench-otel-no-coll",
+        generated_command,
+        unreachable_collector(service_environment("bench-otel-no-coll")),
+        TRACED,
     ),
     Variant(
         "fastapi-asyncpg",
@@ -745,6 +776,27 @@ def print_comparison(rows: list[dict[str, Any]]) -> None:
         print(f"  {'':<11} steps: {steps}")
 
 
+def print_telemetry_cost(rows: list[dict[str, Any]]) -> None:
+    """What use_opentelemetry costs a request when no collector receives the spans."""
+    cpu = {(r["variant"], r["method"], r["connections"]): r["cpu_us_per_request"] for r in rows}
+    lines = []
+    for (variant, method, connections), base in cpu.items():
+        if variant != "generated":
+            continue
+        cells = [
+            f"{name} {value:.0f} us ({(value - base) / base:+.1%})"
+            for name in ("otel-off", "otel-no-collector")
+            if (value := cpu.get((name, method, connections))) is not None
+        ]
+        if cells:
+            lines.append(
+                f"  {method:<4} c={connections:<4} generated {base:.0f} us, " + ", ".join(cells)
+            )
+    if lines:
+        print("\nuse_opentelemetry, server CPU per request against the service without it:")
+        print("\n".join(lines))
+
+
 def print_budget(budget: dict[str, dict[str, Any]], report: Report) -> None:
     for method, profile in report.profile.items():
         if "error" in profile:
@@ -833,7 +885,13 @@ def main() -> int:
         project = bake_into(workdir)
         env = environment_without_virtualenv()
         subprocess.run(["uv", "sync", "--quiet", "--no-dev"], cwd=project, env=env, check=True)
-        projects = {variant.name: project for variant in variants}
+        projects = {variant.name: project for variant in variants if not variant.answers}
+        for answers in dict.fromkeys(variant.answers for variant in variants if variant.answers):
+            named = ", ".join(f"{key}={value}" for key, value in answers)
+            print(f"generating the project with {named} ...", flush=True)
+            other = bake_into(workdir / f"with-{len(projects)}", **dict(answers))
+            subprocess.run(["uv", "sync", "--quiet", "--no-dev"], cwd=other, env=env, check=True)
+            projects |= {v.name: other for v in variants if v.answers == answers}
         for ref in refs:
             print(f"generating the default project as of {ref} ...", flush=True)
             at = bake_at(ref, workdir)
@@ -916,6 +974,7 @@ def main() -> int:
     print()
     print_table(rows, report)
     print_comparison(rows)
+    print_telemetry_cost(rows)
     print_budget(budget, report)
     print_targets(report.targets)
     output = args.output or ROOT / "bench" / "results" / f"{started:%Y%m%dT%H%M%S}.json"
