@@ -23,7 +23,7 @@ import yaml
 from tests.baking import Bake, bake_into, run, tool
 from tests.makefile import make_targets
 
-PYTHON_VERSIONS = ["3.11", "3.12", "3.13"]
+PYTHON_VERSIONS = ["3.11", "3.12", "3.13", "3.14"]
 WORKFLOW = Path(".github/workflows/ci.yml")
 DEPENDABOT = Path(".github/dependabot.yml")
 DOCKER_FILES = [Path("Dockerfile"), Path(".dockerignore"), Path("compose.yaml")]

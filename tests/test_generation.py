@@ -27,7 +27,7 @@ from tests.baking import (
 # completely, and passes ruff and mypy --strict as generated.
 SUPPORTED: dict[str, dict[str, Any]] = {
     "default": {},
-    "minimal": {"use_docker": False, "use_github_actions": False},
+    "py314-minimal": {"python_version": "3.14", "use_docker": False, "use_github_actions": False},
     "py311-apache": {"python_version": "3.11", "license": "Apache-2.0", "use_docker": False},
     "py313-bsd-prometheus": {
         "python_version": "3.13",
@@ -54,7 +54,7 @@ SUPPORTED: dict[str, dict[str, Any]] = {
 
 # The generated test suite runs against PostgreSQL for these, each on the Python
 # its answer names: together they cover every offered version.
-RUN_GENERATED_TESTS = ["default", "py313-bsd-prometheus", "py311-apache"]
+RUN_GENERATED_TESTS = ["default", "py313-bsd-prometheus", "py311-apache", "py314-minimal"]
 
 UNRENDERED = re.compile(r"\{\{|\{%|%\}|cookiecutter\.(?!json\b)")
 
@@ -323,6 +323,12 @@ def test_bad_answers_are_refused_in_one_line(
     assert re.search(r"\b[a-z_]+=\S+$", errors[0]), "the message must end with what to type"
     leftovers = [p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_every_offered_python_runs_a_generated_suite() -> None:
+    default = offered_python_versions()[0]
+    ran_on = {SUPPORTED[name].get("python_version", default) for name in RUN_GENERATED_TESTS}
+    assert ran_on == set(offered_python_versions())
 
 
 @pytest.mark.slow

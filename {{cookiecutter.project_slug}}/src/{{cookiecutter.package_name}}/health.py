@@ -151,7 +151,8 @@ async def _answers(database: Database) -> bool:
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS), database.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
-    except (OSError, TimeoutError, SQLAlchemyError):
+    # Python 3.11 to 3.13 need the parentheses, which ruff drops when it formats for 3.14.
+    except (OSError, TimeoutError, SQLAlchemyError):  # fmt: skip
         return False
     return True
 

@@ -11,7 +11,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Self
 
 HANDLER_NAME: Final = "{{ cookiecutter.package_name }}"
 # The loggers LOG_LEVEL applies to. Other libraries (Alembic, httpx, asyncio...)
@@ -44,7 +44,7 @@ class LogLevel(StrEnum):
     ERROR = "ERROR"
 
     @classmethod
-    def _missing_(cls, value: object) -> "LogLevel | None":
+    def _missing_(cls, value: object) -> Self | None:
         # LOG_LEVEL=info is as common a spelling as LOG_LEVEL=INFO.
         return cls.__members__.get(value.upper()) if isinstance(value, str) else None
 
@@ -80,7 +80,7 @@ def console_format(value: str) -> str:
 
 # By DATABASE_PROFILE: readable lines for a person at a terminal in dev; one
 # JSON object per line for a log collector everywhere else.
-LOG_PROFILES: Final[Mapping[str, "LogSettings"]] = MappingProxyType(
+LOG_PROFILES: Final[Mapping[str, LogSettings]] = MappingProxyType(
     {
         "dev": LogSettings(format=LogFormat.CONSOLE, level=LogLevel.INFO),
         "prod": LogSettings(format=LogFormat.JSON, level=LogLevel.INFO),

@@ -118,7 +118,7 @@ def command_line(history: ProbeHistory, tool: str) -> list[str]:
 
 def start_upgrade(
     history: ProbeHistory, database_url: str, *, tool: str = "db", **variables: str
-) -> "subprocess.Popen[str]":
+) -> subprocess.Popen[str]:
     """Start an upgrade to head in a process of its own, as a deployment would."""
     return subprocess.Popen(
         command_line(history, tool),
@@ -145,13 +145,13 @@ class Finished:
         return [line for line in lines if line.startswith(("error: ", "FAILED: "))]
 
 
-def finish(process: "subprocess.Popen[str]", timeout: float = 90) -> Finished:
+def finish(process: subprocess.Popen[str], timeout: float = 90) -> Finished:
     """Wait for a migration process; a hang fails the test instead of hanging it."""
     stdout, stderr = process.communicate(timeout=timeout)
     return Finished(process.returncode, stdout, stderr)
 
 
-def stop(process: "subprocess.Popen[str]") -> None:
+def stop(process: subprocess.Popen[str]) -> None:
     """End a migration process a test no longer waits for, and close its pipes."""
     if process.poll() is None:
         process.kill()
@@ -185,7 +185,7 @@ async def revisions_of(database_url: str) -> Sequence[str]:
 
 
 async def until_the_migration_connects(
-    database_url: str, migration: "subprocess.Popen[str]", *, waiting_for_a_lock: bool = False
+    database_url: str, migration: subprocess.Popen[str], *, waiting_for_a_lock: bool = False
 ) -> None:
     """Return once the migration process is connected (and, if asked, queued for a lock)."""
     query = text(

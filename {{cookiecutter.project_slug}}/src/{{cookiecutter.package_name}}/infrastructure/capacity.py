@@ -6,12 +6,14 @@ what all its pools can serve and queue (`request_limit`); and the pools of all
 workers must fit in the server's max_connections (`check_connection_budget`).
 """
 
+from __future__ import annotations
+
 import bisect
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Self
 
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -53,7 +55,7 @@ WAITING_PER_CONNECTION: Final = 4
 class PoolExhaustedError(PoolTimeoutError):
     """A request got no connection from `database`'s pool: it timed out, or was turned away."""
 
-    def __init__(self, message: str, database: "Database") -> None:
+    def __init__(self, message: str, database: Database) -> None:
         super().__init__(message)
         # errors.py reports the exhaustion against this pool, not the primary's.
         self.database = database
@@ -115,10 +117,10 @@ class PoolPlace:
 
     __slots__ = ("_database", "_holding", "_started")
 
-    def __init__(self, database: "Database") -> None:
+    def __init__(self, database: Database) -> None:
         self._database, self._holding = database, False
 
-    def __enter__(self) -> "PoolPlace":
+    def __enter__(self) -> Self:
         database, stats = self._database, self._database.stats
         if stats.holding + stats.acquiring >= database.capacity + database.max_waiting:
             raise PoolSaturatedError(
@@ -185,7 +187,7 @@ class PoolFigures(BaseModel):
     timeouts: int
 
 
-def pool_figures(database: "Database") -> PoolFigures:
+def pool_figures(database: Database) -> PoolFigures:
     """Read one database's pool settings, live figures and counters."""
     pool = database.engine.pool
     if not isinstance(pool, BurstPool):

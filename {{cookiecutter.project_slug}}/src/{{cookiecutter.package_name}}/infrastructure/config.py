@@ -2,7 +2,7 @@
 
 import re
 from dataclasses import dataclass, field, fields, replace
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Self
 
 from pydantic import (
     AfterValidator,
@@ -207,7 +207,7 @@ class Settings(ServiceSettings, BaseSettings):
 {%- endif %}
 
     @model_validator(mode="after")
-    def _refuse_credentials_from_any_origin(self) -> "Settings":
+    def _refuse_credentials_from_any_origin(self) -> Self:
         if self.cors_allow_credentials and ANY_ORIGIN in self.cors_allow_origins:
             raise ValueError(
                 "CORS_ALLOW_ORIGINS=* with CORS_ALLOW_CREDENTIALS=true would let any site call "
@@ -216,7 +216,7 @@ class Settings(ServiceSettings, BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _require_a_safe_postgresql_outside_dev(self) -> "Settings":
+    def _require_a_safe_postgresql_outside_dev(self) -> Self:
         profile = self.database_profile
         if profile is Profile.DEV:
             return self

@@ -10,6 +10,8 @@ with something unread, or one idle for longer than PING_AFTER_IDLE_SECONDS
 connection in its place before the request sees it.
 """
 
+from __future__ import annotations
+
 import select
 import time
 from typing import Any, Final
@@ -63,7 +65,7 @@ def is_closed(driver_connection: Any) -> bool:
     return bool(closed()) if callable(closed) else False
 
 
-def socket_poller(driver_connection: Any) -> "select.poll | None":
+def socket_poller(driver_connection: Any) -> select.poll | None:
     """A poller that finds bytes, or the end of the stream, unread on the connection's socket."""
     # asyncpg keeps its transport private; SQLite has no socket, Windows no poll.
     transport = getattr(driver_connection, "_transport", None)

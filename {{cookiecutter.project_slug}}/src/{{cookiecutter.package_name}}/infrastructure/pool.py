@@ -3,7 +3,7 @@
 import asyncio
 import time
 from collections import deque
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlalchemy.util.concurrency import await_
@@ -116,7 +116,7 @@ class BurstPool(AsyncAdaptedQueuePool):
         # size() is left alone because QueuePool.dispose() relies on it.
         return max(self.checkedin() + self.checkedout() - self.kept, 0)
 
-    def recreate(self) -> "BurstPool":
+    def recreate(self) -> Self:
         """Build an empty pool with the same settings (engine.dispose() calls this)."""
         return self.__class__(
             self._creator,

@@ -1,5 +1,7 @@
 """The items table, and the reviews that refer to items."""
 
+from __future__ import annotations
+
 from datetime import datetime
 from decimal import Decimal
 from typing import Final
@@ -43,7 +45,7 @@ class Item(Base):
     # Under asyncio a lazy load cannot run: "raise" turns a forgotten
     # selectinload into a clear error instead of a MissingGreenlet. "all"
     # leaves deletes to the database, whose RESTRICT refuses them with a 409.
-    reviews: Mapped[list["Review"]] = relationship(
+    reviews: Mapped[list[Review]] = relationship(
         back_populates="item", lazy="raise", passive_deletes="all", order_by="Review.id"
     )
 
