@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.baking import bake_into, environment_without_virtualenv, run
+from tests.baking import GENERATED_SUITE, bake_into, environment_without_virtualenv, run
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +80,7 @@ def passes_the_gates_and_the_suite(
     # The floods and real servers (slow) prove the template's machinery, which a team's edits
     # leave alone; the full suite runs in test_generation.py for every offered Python.
     result = run(
-        ["uv", "run", "--no-sync", "pytest", verbosity, "-m", "not slow", "-p", "no:cacheprovider"],
+        [*GENERATED_SUITE, verbosity, "-m", "not slow"],
         cwd=project,
         env=env,
     )

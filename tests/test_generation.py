@@ -12,6 +12,7 @@ import pytest
 from cookiecutter.exceptions import FailedHookException
 
 from tests.baking import (
+    GENERATED_SUITE,
     TEMPLATE_DIR,
     Bake,
     assert_ran_on,
@@ -338,9 +339,7 @@ def test_generated_tests_pass_against_postgresql(tmp_path: Path, name: str) -> N
     version = SUPPORTED[name].get("python_version", offered_python_versions()[0])
     env = install_on_pinned_python(project)
     # Not -q: the header names the interpreter the tests ran on.
-    result = run(
-        ["uv", "run", "--no-sync", "pytest", "-p", "no:cacheprovider"], cwd=project, env=env
-    )
+    result = run([*GENERATED_SUITE], cwd=project, env=env)
     assert_ran_on(result.stdout, version)
     summary = result.stdout.strip().splitlines()[-1]
     assert re.search(r"\d+ passed", summary) and "failed" not in summary, summary

@@ -18,7 +18,14 @@ from types import ModuleType
 
 import pytest
 
-from tests.baking import TEMPLATE_DIR, Bake, environment_without_virtualenv, run, tool
+from tests.baking import (
+    GENERATED_SUITE,
+    TEMPLATE_DIR,
+    Bake,
+    environment_without_virtualenv,
+    run,
+    tool,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -288,7 +295,7 @@ def test_an_update_merges_the_template_around_the_users_work(
     # The floods and real servers (slow) prove the template's machinery, which a team's edits
     # leave alone; the full suite runs in test_generation.py for every offered Python.
     tests = run(
-        ["uv", "run", "--no-sync", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider"],
+        [*GENERATED_SUITE, "-q", "-m", "not slow"],
         cwd=project,
         env=env,
     )
