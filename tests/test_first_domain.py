@@ -68,6 +68,12 @@ def replace_line(path: Path, anchor: str, line: str) -> None:
     path.write_text("".join(text))
 
 
+def passes_the_gates(project: Path, env: dict[str, str]) -> None:
+    """The project's own lint and type gates, as CI runs them."""
+    run(["make", "lint"], cwd=project, env=env)
+    run(["uv", "run", "--no-sync", "mypy"], cwd=project, env=env)
+
+
 def passes_the_gates_and_the_suite(
     project: Path, env: dict[str, str], verbosity: str = "-q"
 ) -> str:
@@ -75,8 +81,7 @@ def passes_the_gates_and_the_suite(
 
     Returns pytest's output, one line per test with verbosity="-v".
     """
-    run(["make", "lint"], cwd=project, env=env)
-    run(["uv", "run", "--no-sync", "mypy"], cwd=project, env=env)
+    passes_the_gates(project, env)
     # The floods and real servers (slow) prove the template's machinery, which a team's edits
     # leave alone; the full suite runs in test_generation.py for every offered Python.
     result = run(
@@ -168,8 +173,7 @@ def test_a_first_domain_with_a_foreign_key_and_its_migration_passes_the_gates(
     (line,) = bad.stderr.strip().splitlines()
     assert line.startswith(f"error: {variable}='many': "), line
 
-    run(["make", "lint"], cwd=project, env=env)
-    run(["uv", "run", "--no-sync", "mypy"], cwd=project, env=env)
+    passes_the_gates(project, env)
     # The domain's own tests are collected with the rest.
     collected = run(
         ["uv", "run", "--no-sync", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider"]
@@ -234,8 +238,7 @@ def test_deleting_the_example_by_the_docs_passes_the_gates(tmp_path: Path) -> No
         drop_database(database)
 
     # Step 4: nothing of the template's refers to the example any more.
-    run(["make", "lint"], cwd=project, env=env)
-    run(["uv", "run", "--no-sync", "mypy"], cwd=project, env=env)
+    passes_the_gates(project, env)
     collected = run(
         ["uv", "run", "--no-sync", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider"],
         cwd=project,

@@ -18,13 +18,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.baking import (
-    TEMPLATE_DIR,
-    Bake,
-    environment_without_virtualenv,
-    run,
-    tool,
-)
+from tests.baking import TEMPLATE_DIR, Bake, environment_without_virtualenv, run, tool
 
 pytestmark = pytest.mark.slow
 
