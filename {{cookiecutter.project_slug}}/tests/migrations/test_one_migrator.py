@@ -34,6 +34,9 @@ def test_concurrent_upgrades_from_an_empty_database_all_succeed_with_one_head(
     finished = [finish(run) for run in runs]
     assert [run.code for run in finished] == [0] * 4, [run.stderr for run in finished]
     assert asyncio.run(revisions_of(empty_database)) == ["p2"]
+    # Each reports what it did: the later ones found the work done while they waited.
+    reports = sorted(run.stdout.splitlines()[-1].split(" ", 1)[1] for run in finished)
+    assert reports == ["stays at p2"] * 3 + ["went from base to p2"]
 
 
 @asynccontextmanager

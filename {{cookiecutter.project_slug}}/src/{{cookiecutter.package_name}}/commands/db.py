@@ -29,6 +29,7 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
     failure_reason,
 )
 from {{ cookiecutter.package_name }}.infrastructure.extra_databases import wait_for_databases
+from {{ cookiecutter.package_name }}.infrastructure.migration_runner import MIGRATED_FROM
 from {{ cookiecutter.package_name }}.infrastructure.migration_settings import (
     MigrationSettingsError,
     load_migration_settings,
@@ -139,7 +140,8 @@ def downgrade_database(args: argparse.Namespace, settings: Settings) -> int:
 
 def _migrate(settings: Settings, step: Callable[[Any, str], None], revision: str) -> int:
     config = alembic_config(settings)
-    before = asyncio.run(_read_revisions(settings))
+    # A database that is down fails here, in one line, before Alembic starts.
+    asyncio.run(_read_revisions(settings))
     try:
         step(config, revision)
     except (OSError, TimeoutError, DBAPIError) as error:
@@ -148,10 +150,11 @@ def _migrate(settings: Settings, step: Callable[[Any, str], None], revision: str
             f"migrating {settings.safe_url} failed: {failure_reason(error)}"
         ) from error
     after = asyncio.run(_read_revisions(settings))
-    if after == before:
+    started: tuple[str, ...] | None = config.attributes.get(MIGRATED_FROM)
+    if started is None:
         print(f"{settings.safe_url} stays at {revision_names(after)}")
     else:
-        print(f"{settings.safe_url} went from {revision_names(before)} to {revision_names(after)}")
+        print(f"{settings.safe_url} went from {revision_names(started)} to {revision_names(after)}")
     return 0
 
 

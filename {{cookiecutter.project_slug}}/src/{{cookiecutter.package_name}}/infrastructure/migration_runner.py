@@ -13,7 +13,7 @@ import re
 from typing import Any, Final
 
 from alembic import context
-from alembic.runtime.migration import MigrationContext
+from alembic.runtime.migration import MigrationContext, MigrationInfo
 from alembic.util import CommandError
 from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection
@@ -43,6 +43,10 @@ _LOCK_NOT_AVAILABLE: Final = "55P03"
 # "-1", "+2", "head-1": a step counted from where the database is, not a fixed revision.
 _RELATIVE_TARGET: Final = re.compile(r"[+-]\d+$")
 _LONGEST_RETRY_DELAY_SECONDS: Final = 30.0
+# Where the first revision this migrator applied started, in Alembic's config.attributes:
+# the db commands report from there, since another migrator may have moved the
+# database while this one waited for the lock. Absent when it applied nothing.
+MIGRATED_FROM: Final = "migrated_from"
 
 
 def run_migrations_offline(
@@ -114,6 +118,11 @@ async def _migrate(
     attempts = settings.lock_retries + 1
     delay = settings.lock_retry_delay_ms / 1000
     applied: list[str] = []
+    attributes = context.config.attributes
+
+    def record(step: MigrationInfo) -> None:
+        applied.extend(step.destination_revision_ids)
+        attributes.setdefault(MIGRATED_FROM, step.source_revision_ids)
 
     def apply(sync_connection: Connection) -> None:
         context.configure(
@@ -121,7 +130,7 @@ async def _migrate(
             target_metadata=target_metadata,
             # Behind PgBouncer the caller's one transaction holds every revision.
             transaction_per_migration=not pgbouncer,
-            on_version_apply=lambda **step: applied.extend(step["step"].destination_revision_ids),
+            on_version_apply=lambda **hook: record(hook["step"]),
             **options,
         )
         with context.begin_transaction():
