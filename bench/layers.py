@@ -11,6 +11,11 @@ import re
 import subprocess
 from collections import Counter
 from pathlib import Path
+from typing import Final
+
+# py-spy stops the process for each sample while it unwinds native frames: sampled
+# faster, the service slows down enough to be profiled under another load than measured.
+SAMPLES_PER_SECOND: Final = 50
 
 KERNEL = "kernel (system calls)"
 LAYERS = (
@@ -145,7 +150,7 @@ def record(py_spy: Path, pid: int, seconds: float, output: Path) -> str:
         "--duration",
         str(max(1, round(seconds))),
         "--rate",
-        "200",
+        str(SAMPLES_PER_SECOND),
         "--native",
         "--full-filenames",
         "--format",

@@ -955,13 +955,13 @@ def main() -> int:
                 measured = [int(c) for c in args.connections.split(",")]
                 for method in args.methods.split(","):
                     print(f"  profiling the generated service, {method} ...", flush=True)
-                    # At least 5 s: about a thousand samples, enough for a share of 1 %.
+                    # At least 20 s: about a thousand samples, enough for a share of 1 %.
                     report.profile[method] = profile_generated(
                         project,
                         dsn,
                         method,
                         profiled_connections(measured),
-                        max(args.seconds, 5.0),
+                        max(args.seconds, 1000 / layers.SAMPLES_PER_SECOND),
                         workdir,
                     )
     finally:
