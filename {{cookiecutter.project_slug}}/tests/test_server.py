@@ -126,6 +126,10 @@ def start_server(
     yield start
     for process in processes:
         end_process_group(process)
+    # pytest shows a test's captured output only when it fails: then the server's
+    # lines (a worker restarted, a traceback) say what the client could not see.
+    if log.exists():
+        print(f"server output:\n{log.read_text()}")
 
 
 async def raw_request(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, float]:
