@@ -74,6 +74,17 @@ def passes_the_gates(project: Path, env: dict[str, str]) -> None:
     run(["uv", "run", "--no-sync", "mypy"], cwd=project, env=env)
 
 
+def collected_tests(project: Path, env: dict[str, str], *paths: str) -> str:
+    """What pytest collects in the project (under `paths`, else everywhere), without running it."""
+    result = run(
+        ["uv", "run", "--no-sync", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider"]
+        + list(paths),
+        cwd=project,
+        env=env,
+    )
+    return result.stdout
+
+
 def passes_the_gates_and_the_suite(
     project: Path, env: dict[str, str], verbosity: str = "-q"
 ) -> str:
@@ -175,13 +186,8 @@ def test_a_first_domain_with_a_foreign_key_and_its_migration_passes_the_gates(
 
     passes_the_gates(project, env)
     # The domain's own tests are collected with the rest.
-    collected = run(
-        ["uv", "run", "--no-sync", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider"]
-        + ["tests/orders"],
-        cwd=project,
-        env=env,
-    )
-    assert "4 tests collected" in collected.stdout, collected.stdout
+    collected = collected_tests(project, env, "tests/orders")
+    assert "4 tests collected" in collected, collected
 
 
 def test_deleting_the_example_by_the_docs_passes_the_gates(tmp_path: Path) -> None:
@@ -239,10 +245,6 @@ def test_deleting_the_example_by_the_docs_passes_the_gates(tmp_path: Path) -> No
 
     # Step 4: nothing of the template's refers to the example any more.
     passes_the_gates(project, env)
-    collected = run(
-        ["uv", "run", "--no-sync", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider"],
-        cwd=project,
-        env=env,
-    )
-    assert re.search(r"\d+ tests collected", collected.stdout), collected.stdout
-    assert "tests/items" not in collected.stdout
+    collected = collected_tests(project, env)
+    assert re.search(r"\d+ tests collected", collected), collected
+    assert "tests/items" not in collected
