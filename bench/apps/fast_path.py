@@ -64,8 +64,8 @@ async def create_item(data: ItemCreate, connection: ConnectionDep) -> ItemPublic
     return ItemPublic.model_validate(row)
 
 
-def with_fast_path(app: FastAPI) -> FastAPI:
-    """Put this module's routes just before the example's, which they then shadow."""
+def with_routes(app: FastAPI, routes: APIRouter) -> FastAPI:
+    """Put `routes` just before the example's, which they then shadow."""
     # FastAPI keeps an included router as one entry; asking each entry whether it
     # routes GET /items/1 finds the example's wherever and however it is included.
     probe: Scope = {"type": "http", "method": "GET", "path": "/items/1", "root_path": ""}
@@ -79,21 +79,21 @@ def with_fast_path(app: FastAPI) -> FastAPI:
     )
     if index is None:
         raise SystemExit("fast path: the service has no GET /items/{item_id} to replace")
-    app.include_router(router)
+    app.include_router(routes)
     # Same place in the walk: routing tries the same routes before it matches.
     app.router.routes.insert(index, app.router.routes.pop())
     return app
 
 
-def main() -> int:
-    """Run the project's own `serve` command, with its app factory wrapped."""
+def main(routes: APIRouter = router) -> int:
+    """Run the project's own `serve` command, its app given `routes` in the example's place."""
     serve = uvicorn.run
 
     def run(app: Any, **options: Any) -> None:
         # One worker: uvicorn then takes the factory as an object, not an import string.
         factory = import_from_string(app) if isinstance(app, str) else app
         options["factory"] = True
-        serve(lambda: with_fast_path(factory()), **options)
+        serve(lambda: with_routes(factory(), routes), **options)
 
     uvicorn.run = run
     sys.argv = [COMMAND, "serve", *sys.argv[1:]]

@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from dataclasses import replace
 from pathlib import Path
 
+import asyncpg
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -286,6 +287,9 @@ async def connection(app: FastAPI) -> AsyncIterator[AsyncConnection]:
     transactional = database.engine.execution_options(isolation_level="READ COMMITTED")
     async with transactional.connect() as connection:
         transaction = await connection.begin()
+        # SQLAlchemy begins on the first statement; DriverConnectionDep's
+        # statements must find the transaction open, to nest in it.
+        await connection.execute(text("SELECT 1"))
         # Each request's commit releases a SAVEPOINT inside this transaction
         # instead of committing, and reads see the test's writes, so the test
         # leaves nothing behind.
@@ -302,12 +306,19 @@ async def connection(app: FastAPI) -> AsyncIterator[AsyncConnection]:
         async def shared() -> AsyncIterator[AsyncConnection]:
             yield connection
 
+        @asynccontextmanager
+        async def lent() -> AsyncIterator[asyncpg.Connection]:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert isinstance(driver, asyncpg.Connection)
+            yield driver
+
         app.state.database = replace(
             database,
             sessionmaker=joined,
             read_sessionmaker=joined,
             begin=savepoint,
             connect=shared,
+            driver=lent,
         )
         try:
             yield connection

@@ -16,6 +16,10 @@ from {{ cookiecutter.package_name }}.infrastructure.database import (
     ReadSessionDep,
     SessionDep,
 )
+from {{ cookiecutter.package_name }}.infrastructure.driver import (
+    DriverConnectionDep,
+    ReadDriverConnectionDep,
+)
 from {{ cookiecutter.package_name }}.infrastructure.extra_databases import (
     ReplicaConnectionDep,
     ReplicaSessionDep,
@@ -23,7 +27,9 @@ from {{ cookiecutter.package_name }}.infrastructure.extra_databases import (
 
 __all__ = [
     "ConnectionDep",
+    "DriverConnectionDep",
     "ReadConnectionDep",
+    "ReadDriverConnectionDep",
     "ReadSessionDep",
     "ReplicaConnectionDep",
     "ReplicaSessionDep",

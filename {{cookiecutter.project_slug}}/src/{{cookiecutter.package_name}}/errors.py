@@ -5,6 +5,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
+import asyncpg
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
@@ -78,7 +79,8 @@ async def pool_exhausted(request: Request, error: Exception) -> JSONResponse:
 
 async def database_error(request: Request, error: Exception) -> JSONResponse:
     """Tell a slow or unreachable database apart from a bug, without showing any SQL."""
-    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None) or ""
+    # SQLAlchemy's error carries the driver's as `orig`; DriverConnectionDep's is the driver's.
+    sqlstate = getattr(getattr(error, "orig", error), "sqlstate", None) or ""
     if sqlstate in _CANCELLED_FOR_TIME or isinstance(error, TimeoutError):
         logger.warning("Query cancelled as too slow: %s %s", request.method, request.url.path)
         return unavailable("The database took too long to answer; retry shortly.")
@@ -106,8 +108,10 @@ class Violation:
     still_referenced: bool = False
 
 
-def violation_of(error: IntegrityError) -> Violation:
+def violation_of(error: IntegrityError | asyncpg.IntegrityConstraintViolationError) -> Violation:
     """Read which constraint failed from the driver's error: asyncpg's fields, or SQLite's text."""
+    if isinstance(error, asyncpg.IntegrityConstraintViolationError):
+        return _postgresql_violation(error.sqlstate, error)
     orig = error.orig
     sqlstate = getattr(orig, "sqlstate", None)
     if sqlstate is None:
@@ -125,7 +129,11 @@ def violation_of(error: IntegrityError) -> Violation:
             still_referenced=rule == "FOREIGN KEY" and deleting,
         )
     # SQLAlchemy's asyncpg adapter keeps asyncpg's own error, with its fields, as the cause.
-    cause = getattr(orig, "__cause__", None)
+    return _postgresql_violation(sqlstate, getattr(orig, "__cause__", None))
+
+
+def _postgresql_violation(sqlstate: str, cause: BaseException | None) -> Violation:
+    """Read the violation from asyncpg's error, `cause`, whose fields PostgreSQL filled in."""
     constraint = getattr(cause, "constraint_name", None)
     table = getattr(cause, "table_name", None)
     still_referenced = False
@@ -145,7 +153,7 @@ def violation_of(error: IntegrityError) -> Violation:
 
 async def constraint_violated(request: Request, error: Exception) -> JSONResponse:
     """Answer a broken constraint with 409 or 422 naming it, never with the values sent."""
-    if not isinstance(error, IntegrityError):
+    if not isinstance(error, IntegrityError | asyncpg.IntegrityConstraintViolationError):
         return await database_error(request, error)
     violation = violation_of(error)
     named = f" (constraint {violation.constraint})" if violation.constraint else ""
@@ -266,6 +274,9 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeoutError, pool_exhausted)
     app.add_exception_handler(IntegrityError, constraint_violated)
     app.add_exception_handler(DBAPIError, database_error)
+    # What the driver raises itself, on DriverConnectionDep and ReadDriverConnectionDep.
+    app.add_exception_handler(asyncpg.IntegrityConstraintViolationError, constraint_violated)
+    app.add_exception_handler(asyncpg.PostgresError, database_error)
     app.add_exception_handler(TimeoutError, database_error)
     app.add_exception_handler(OSError, database_error)
     app.add_exception_handler(Exception, unexpected_error)

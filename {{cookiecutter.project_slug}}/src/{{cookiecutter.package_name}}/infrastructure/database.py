@@ -10,8 +10,10 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Annotated, Any, Final
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
@@ -36,6 +38,7 @@ from {{ cookiecutter.package_name }}.infrastructure.dev_database import (
     build_dev_schema,
     hint_if_behind_migrations,
 )
+from {{ cookiecutter.package_name }}.infrastructure.driver import pooled_driver
 from {{ cookiecutter.package_name }}.infrastructure.liveness import guard_checkouts
 from {{ cookiecutter.package_name }}.infrastructure.pool import BurstPool
 from {{ cookiecutter.package_name }}.infrastructure.profiles import Pooler, Profile
@@ -64,11 +67,15 @@ class Database:
     # when the block ends, and one without (engine.begin and engine.connect).
     begin: Callable[[], AbstractAsyncContextManager[AsyncConnection]]
     connect: Callable[[], AbstractAsyncContextManager[AsyncConnection]]
+    # asyncpg's own connection under a pooled checkout (driver.py).
+    driver: Callable[[], AbstractAsyncContextManager[asyncpg.Connection]]
     capacity: int
     max_waiting: int
     stats: PoolStats = field(default_factory=PoolStats)
     # PRIMARY, or the extra database's name (DATABASES__<NAME>__URL).
     name: str = PRIMARY
+    # Whether a lone statement may run outside a transaction (not behind PgBouncer).
+    autocommit: bool = True
 
 
 def connect_args(settings: DatabaseConfig) -> dict[str, Any]:
@@ -196,10 +203,12 @@ async def init_db(settings: DatabaseConfig, *, announce: bool = True) -> Databas
         read_sessionmaker=read_sessionmaker,
         begin=transactional.begin,
         connect=engine.connect,
+        driver=partial(pooled_driver, engine),
         capacity=settings.pool.capacity,
         max_waiting=pool_max_waiting(settings),
         stats=stats,
         name=settings.name,
+        autocommit=_default_isolation(settings) == "AUTOCOMMIT",
     )
 
 
