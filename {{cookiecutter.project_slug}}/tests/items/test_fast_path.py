@@ -1,63 +1,77 @@
-"""The fast-path recipe keeps the example's guarantees: same answers, commit before the answer."""
+"""Both fast-path recipes keep the example's guarantees: same answers, commit before the answer."""
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 import pytest
-from fastapi import FastAPI, HTTPException, status
+from fastapi import APIRouter, FastAPI, HTTPException, status
 from httpx import AsyncClient
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from {{ cookiecutter.package_name }}.dependencies import ConnectionDep
+from {{ cookiecutter.package_name }}.dependencies import ConnectionDep, DriverConnectionDep
 from {{ cookiecutter.package_name }}.items.models import Item
 from {{ cookiecutter.package_name }}.items.schemas import ItemCreate, ItemPublic
-from tests.items import fast_path
+from tests.items import driver_path, fast_path
 
 NEW = {"name": "Espresso cup", "description": "Porcelain, 80 ml", "price": "9.5"}
-FAST = "/test/fast/items"
+# Core statements on a bare connection, and SQL on asyncpg's own.
+RECIPES = ("core", "driver")
+
+Failure = Literal["refuse", "crash", "fail-at-commit"]
+# A deferred constraint is only checked at COMMIT: the handler returns normally
+# and the commit itself fails.
+FAIL_AT_COMMIT = (
+    "CREATE TEMP TABLE twice (n int UNIQUE DEFERRABLE INITIALLY DEFERRED) ON COMMIT DROP",
+    "INSERT INTO twice VALUES (1), (1)",
+)
 
 
-async def refuse(_connection: AsyncConnection) -> None:
-    raise HTTPException(status.HTTP_409_CONFLICT, detail="refused after writing")
+def fail(failure: Failure) -> None:
+    """Raise as a handler might after writing; a commit that fails needs nothing raised."""
+    if failure == "refuse":
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="refused after writing")
+    if failure == "crash":
+        raise RuntimeError("handler bug after writing")
 
 
-async def crash(_connection: AsyncConnection) -> None:
-    raise RuntimeError("handler bug after writing")
+core = APIRouter(prefix="/test/core")
+core.include_router(fast_path.router)
+driver = APIRouter(prefix="/test/driver")
+driver.include_router(driver_path.router)
 
 
-async def fail_at_commit(connection: AsyncConnection) -> None:
-    # A deferred constraint is only checked at COMMIT: the handler returns
-    # normally and the commit itself fails.
-    await connection.execute(
-        text("CREATE TEMP TABLE twice (n int UNIQUE DEFERRABLE INITIALLY DEFERRED) ON COMMIT DROP")
-    )
-    await connection.execute(text("INSERT INTO twice VALUES (1), (1)"))
+@core.post("/failing/{failure}")
+async def core_write_then_fail(
+    failure: Failure, data: ItemCreate, connection: ConnectionDep
+) -> ItemPublic:
+    """The Core recipe's POST, then `failure`."""
+    item = await fast_path.create_item(data, connection)
+    if failure == "fail-at-commit":
+        for statement in FAIL_AT_COMMIT:
+            await connection.execute(text(statement))
+    fail(failure)
+    return item
 
 
-AFTER_WRITING: dict[str, Callable[[AsyncConnection], Awaitable[None]]] = {
-    "refuse": refuse,
-    "crash": crash,
-    "fail-at-commit": fail_at_commit,
-}
+@driver.post("/failing/{failure}")
+async def driver_write_then_fail(
+    failure: Failure, data: ItemCreate, connection: DriverConnectionDep
+) -> ItemPublic:
+    """The driver recipe's POST, then `failure`."""
+    item = await driver_path.create_item(data, connection)
+    if failure == "fail-at-commit":
+        for statement in FAIL_AT_COMMIT:
+            await connection.execute(statement)
+    fail(failure)
+    return item
 
 
 @pytest.fixture
-def fast_routes(app: FastAPI) -> FastAPI:
-    """The recipe's routes under /test/fast, and its POST followed by each kind of failure."""
-    app.include_router(fast_path.router, prefix="/test/fast")
-
-    def failing(after: Callable[[AsyncConnection], Awaitable[None]]) -> Callable[..., Any]:
-        async def handler(data: ItemCreate, connection: ConnectionDep) -> ItemPublic:
-            item = await fast_path.create_item(data, connection)
-            await after(connection)
-            return item
-
-        return handler
-
-    for name, after in AFTER_WRITING.items():
-        app.add_api_route(f"/test/fast/{name}", failing(after), methods=["POST"])
+def recipes(app: FastAPI) -> FastAPI:
+    """Each recipe's routes under /test/<recipe>, beside the example's."""
+    app.include_router(core)
+    app.include_router(driver)
     return app
 
 
@@ -72,28 +86,31 @@ async def committed_items(database_url: str) -> list[dict[str, Any]]:
         await engine.dispose()
 
 
-@pytest.mark.usefixtures("fast_routes")
-async def test_the_recipe_answers_as_the_orm_routes_do(client: AsyncClient) -> None:
-    created = await client.post(FAST, json=NEW)
+@pytest.mark.usefixtures("recipes")
+@pytest.mark.parametrize("recipe", RECIPES)
+async def test_the_recipe_answers_as_the_orm_routes_do(client: AsyncClient, recipe: str) -> None:
+    items = f"/test/{recipe}/items"
+    created = await client.post(items, json=NEW)
     assert created.status_code == 201, created.text
     item = created.json()
     assert item["price"] == "9.50"
     assert item["created_at"]
-    assert (await client.get(f"{FAST}/{item['id']}")).json() == item
+    assert (await client.get(f"{items}/{item['id']}")).json() == item
     assert (await client.get(f"/items/{item['id']}")).json() == item
     # And the other way round: an item the ORM route wrote reads the same on the fast path.
     orm_item = (await client.post("/items", json=NEW)).json()
     assert orm_item["id"] == item["id"] + 1
-    assert (await client.get(f"{FAST}/{orm_item['id']}")).json() == orm_item
-    missing = await client.get(f"{FAST}/123456789")
+    assert (await client.get(f"{items}/{orm_item['id']}")).json() == orm_item
+    missing = await client.get(f"{items}/123456789")
     assert (missing.status_code, missing.json()) == (404, {"detail": "Item 123456789 not found"})
 
 
-@pytest.mark.usefixtures("fast_routes")
+@pytest.mark.usefixtures("recipes")
+@pytest.mark.parametrize("recipe", RECIPES)
 async def test_a_recipe_write_is_committed_before_the_answer(
-    committing_client: AsyncClient, database_url: str
+    committing_client: AsyncClient, database_url: str, recipe: str
 ) -> None:
-    response = await committing_client.post(FAST, json=NEW)
+    response = await committing_client.post(f"/test/{recipe}/items", json=NEW)
     assert response.status_code == 201, response.text
     item = response.json()
     (stored,) = await committed_items(database_url)
@@ -102,7 +119,8 @@ async def test_a_recipe_write_is_committed_before_the_answer(
     assert ItemPublic.model_validate(item).created_at == stored["created_at"]
 
 
-@pytest.mark.usefixtures("fast_routes")
+@pytest.mark.usefixtures("recipes")
+@pytest.mark.parametrize("recipe", RECIPES)
 @pytest.mark.parametrize(
     ("failure", "expected_status"),
     [
@@ -113,8 +131,12 @@ async def test_a_recipe_write_is_committed_before_the_answer(
     ],
 )
 async def test_a_recipe_write_that_fails_leaves_nothing_behind(
-    committing_client: AsyncClient, database_url: str, failure: str, expected_status: int
+    committing_client: AsyncClient,
+    database_url: str,
+    recipe: str,
+    failure: str,
+    expected_status: int,
 ) -> None:
-    response = await committing_client.post(f"/test/fast/{failure}", json=NEW)
+    response = await committing_client.post(f"/test/{recipe}/failing/{failure}", json=NEW)
     assert response.status_code == expected_status, response.text
     assert await committed_items(database_url) == []
